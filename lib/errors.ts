@@ -1,0 +1,45 @@
+/** The one error class of morec: every failure, native or TypeScript, carries a stable `code`. */
+export type MorecErrorCode =
+  | 'EINVAL' // bad argument or input
+  | 'ETORCH' // libtorch raised an error
+  | 'ENOMEM'
+  | 'EBUSY' // the model is already running an epoch or an evaluation
+  | 'ESAMPLE' // no negative can be drawn
+  | 'ENONFINITE' // the loss diverged
+  | 'ENODEVICE' // the requested device is not available
+  | 'ENOADDON' // the native addon could not be loaded
+  | 'EFORMAT' // a file is malformed
+  | 'ENATIVE'; // any other native failure
+
+export class MorecError extends Error {
+  readonly code: MorecErrorCode;
+  constructor(code: MorecErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MorecError';
+    this.code = code;
+  }
+}
+
+/** Converts whatever a native call threw into a MorecError (keeping the JS stack of the caller). */
+export function toMorecError(err: unknown): MorecError {
+  if (err instanceof MorecError) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? (e.code as MorecErrorCode) : 'ENATIVE';
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  return new MorecError(code, message, { cause: err });
+}
+
+/** "Expected a positive integer for d but received -3" */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}
+
+export function invalid(expected: string, name: string, value: unknown): MorecError {
+  return new MorecError('EINVAL', `Expected ${expected} for ${name} but received ${describe(value)}`);
+}

@@ -1,0 +1,104 @@
+/**
+ * The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data), read
+ * and written in TypeScript. Writes are atomic: a temp file in the same folder, fsync, then rename.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MorecError } from '../errors';
+
+export type TensorData = Float32Array | Int32Array | BigInt64Array | Float64Array;
+
+export interface Tensor {
+  dtype: 'F32' | 'I32' | 'I64' | 'F64';
+  shape: number[];
+  data: TensorData;
+}
+
+const BYTES = { F32: 4, I32: 4, I64: 8, F64: 8 } as const;
+
+function dtypeOf(data: TensorData): Tensor['dtype'] {
+  if (data instanceof Float32Array) return 'F32';
+  if (data instanceof Int32Array) return 'I32';
+  if (data instanceof BigInt64Array) return 'I64';
+  return 'F64';
+}
+
+export function readSafetensors(file: string): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
+  const buf = fs.readFileSync(file);
+  const bad = (why: string) => new MorecError('EFORMAT', `${file}: not a valid safetensors file (${why})`);
+  if (buf.length < 8) throw bad('shorter than its 8-byte header length');
+  const headerLen = Number(buf.readBigUInt64LE(0));
+  if (headerLen > buf.length - 8) throw bad(`header length ${headerLen} exceeds the file size`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8'));
+  } catch (e) {
+    throw bad(`header is not JSON: ${(e as Error).message}`);
+  }
+  const dataStart = 8 + headerLen;
+  const tensors: Record<string, Tensor> = {};
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    if (!(e.dtype in BYTES)) throw bad(`tensor '${name}' has unsupported dtype ${e.dtype}`);
+    const dtype = e.dtype as Tensor['dtype'];
+    const [b, end] = e.data_offsets;
+    const count = e.shape.reduce((a, x) => a * x, 1);
+    if (end - b !== count * BYTES[dtype] || dataStart + end > buf.length)
+      throw bad(`tensor '${name}' has data_offsets [${b}, ${end}] inconsistent with shape [${e.shape}]`);
+    // Copy into an aligned buffer (the file data need not be aligned to the element size).
+    const bytes = new Uint8Array(end - b);
+    bytes.set(buf.subarray(dataStart + b, dataStart + end));
+    const ab = bytes.buffer;
+    const data =
+      dtype === 'F32' ? new Float32Array(ab) : dtype === 'I32' ? new Int32Array(ab) : dtype === 'I64' ? new BigInt64Array(ab) : new Float64Array(ab);
+    tensors[name] = { dtype, shape: e.shape, data };
+  }
+  return { tensors, metadata };
+}
+
+/** Writes `file` atomically; tensor order follows the object's key order. */
+export function writeSafetensors(file: string, tensors: Record<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string> = {}): void {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  const parts: Uint8Array[] = [];
+  for (const [name, t] of Object.entries(tensors)) {
+    const count = t.shape.reduce((a, x) => a * x, 1);
+    if (count !== t.data.length)
+      throw new MorecError('EINVAL', `tensor '${name}' has ${t.data.length} values but shape [${t.shape}] needs ${count}`);
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    header[name] = { dtype: dtypeOf(t.data), shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  writeAtomic(file, [len, Buffer.from(json, 'utf8'), ...parts]);
+}
+
+/** Writes chunks to a temp file beside `file`, fsyncs, and renames it over `file`. */
+export function writeAtomic(file: string, chunks: Uint8Array[]): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    for (const c of chunks) {
+      let written = 0;
+      while (written < c.length) written += fs.writeSync(fd, c, written, c.length - written);
+    }
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+}

@@ -1,0 +1,145 @@
+/**
+ * Loads the libtorch addon and types the whole native surface in one place. Every call into native code
+ * goes through here, so native errors always surface as MorecError.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MorecError } from './errors';
+
+export interface NativeModelConfig {
+  backbone: 'sasrec' | 'dssm';
+  itemTower: 'id';
+  numItems: number;
+  numUsers: number;
+  d: number;
+  blocks: number;
+  heads: number;
+  maxLen: number;
+  dropout: number;
+  activation: 'relu' | 'gelu';
+  dssmDepth: number;
+  seed: number;
+  threads: number;
+  device: string;
+}
+
+export interface NativeEpochOptions {
+  epoch?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  encoderLr?: number;
+  encoderWeightDecay?: number;
+  gradAccum?: number;
+  bucketByLength?: boolean;
+  maxBatches?: number;
+  progressEvery?: number;
+}
+
+export interface NativeEpochResult {
+  loss: number;
+  batches: number;
+  sequences: number;
+  positions: number;
+  steps: number;
+  optimizerSteps: number;
+  seconds: number;
+}
+
+export interface NativeEvalOptions {
+  split?: 'valid' | 'test';
+  mode?: 'full' | 'sampled';
+  numNegatives?: number;
+  seed?: number;
+  batchSize?: number;
+  chunkRows?: number;
+}
+
+export interface NamedTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface NativeSequences {
+  readonly users: number;
+  readonly numItems: number;
+  readonly interactions: number;
+}
+
+export interface NativeModel {
+  readonly config: NativeModelConfig;
+  trainEpoch(
+    seqs: NativeSequences,
+    options: NativeEpochOptions,
+    onProgress?: (done: number, total: number, loss: number) => void,
+  ): Promise<NativeEpochResult>;
+  evaluate(seqs: NativeSequences, options: NativeEvalOptions, onProgress?: (done: number, total: number) => void): Promise<Int32Array>;
+  encodeSequences(inputIds: Int32Array, rows: number): Float32Array;
+  itemVectors(): Float32Array;
+  parameters(): Record<string, NamedTensor>;
+  setParameters(params: Record<string, Float32Array | NamedTensor>): void;
+  optimizerState(): { step: number; tensors: Record<string, NamedTensor> };
+  setOptimizerState(state: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): void;
+}
+
+export interface NativeAddon {
+  Sequences: new (offsets: Int32Array, items: Int32Array, numItems: number) => NativeSequences;
+  Model: new (config: Partial<NativeModelConfig>) => NativeModel;
+  fullRankingRanks(
+    userVectors: Float32Array,
+    itemVectors: Float32Array,
+    d: number,
+    historyOffsets: Int32Array,
+    historyItems: Int32Array,
+    targets: Int32Array,
+    options?: { chunkRows?: number; threads?: number },
+  ): Int32Array;
+  sampleNegatives(seqs: NativeSequences, options: { count?: number; seed?: number; distinct?: boolean }): Int32Array;
+  torchInfo(): { version: string; cuda: boolean; cudaDevices: number; threads: number; parallel: string };
+}
+
+const root = path.resolve(__dirname, '..', '..');
+
+/** Where the addon may be, in the order tried: an explicit path, a prebuilt for this platform, local builds. */
+export function addonCandidates(): string[] {
+  const list: string[] = [];
+  if (process.env.MOREC_ADDON) list.push(path.resolve(process.env.MOREC_ADDON));
+  list.push(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'morec.node'));
+  list.push(path.join(root, 'build', 'Release', 'morec.node'));
+  list.push(path.join(root, 'build', 'morec.node'));
+  return list;
+}
+
+function explain(file: string, err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/libtorch|libc10|libtorch_cpu/.test(msg))
+    return `${file}: libtorch is not installed or not on the library path (${msg.split('\n')[0]}). On Debian: apt-get install libtorch-dev libopenblas0-openmp`;
+  if (/NODE_MODULE_VERSION|was compiled against a different Node\.js version/.test(msg))
+    return `${file}: built for another Node.js ABI; rebuild with npm rebuild morec (${msg.split('\n')[0]})`;
+  return `${file}: ${msg.split('\n')[0]}`;
+}
+
+let cached: NativeAddon | undefined;
+
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const failures: string[] = [];
+  for (const file of addonCandidates()) {
+    if (!fs.existsSync(file)) {
+      failures.push(`${file}: not built`);
+      continue;
+    }
+    try {
+      cached = require(file) as NativeAddon;
+      return cached;
+    } catch (err) {
+      failures.push(explain(file, err));
+    }
+  }
+  throw new MorecError(
+    'ENOADDON',
+    'morec could not load its native addon. Tried:\n  ' +
+      failures.join('\n  ') +
+      '\nBuild it with `npm run build:native` (needs libtorch-dev, cmake and a C++17 compiler).',
+  );
+}

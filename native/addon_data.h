@@ -1,0 +1,13 @@
+// Per-environment constructors (the addon may be loaded in several worker threads).
+#pragma once
+
+#include <napi.h>
+
+namespace morec {
+
+struct AddonData {
+  Napi::FunctionReference sequences;
+  Napi::FunctionReference model;
+};
+
+}  // namespace morec

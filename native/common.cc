@@ -1,0 +1,138 @@
+#include "common.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace morec {
+
+Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Value().Set("code", Napi::String::New(env, code));
+  err.Value().Set("morec", Napi::Boolean::New(env, true));
+  return err;
+}
+
+void describeCurrentException(std::string& code, std::string& message) {
+  try {
+    throw;
+  } catch (const MorecException& e) {
+    code = e.code;
+    message = e.what();
+  } catch (const c10::Error& e) {
+    code = "ETORCH";
+    message = e.what_without_backtrace();
+  } catch (const std::bad_alloc&) {
+    code = "ENOMEM";
+    message = "out of memory";
+  } catch (const std::exception& e) {
+    code = "ENATIVE";
+    message = e.what();
+  } catch (...) {
+    code = "ENATIVE";
+    message = "unknown native error";
+  }
+}
+
+std::string describeValue(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
+  if (v.IsNumber()) {
+    std::ostringstream s;
+    s << v.As<Napi::Number>().DoubleValue();
+    return s.str();
+  }
+  if (v.IsString()) return "'" + v.As<Napi::String>().Utf8Value() + "'";
+  if (v.IsTypedArray()) return "a typed array";
+  if (v.IsArray()) return "an array";
+  if (v.IsFunction()) return "a function";
+  return "an object";
+}
+
+static MorecException expected(const std::string& what, const char* name, const Napi::Value& v) {
+  return invalidArg("Expected " + what + " for " + name + " but received " + describeValue(v));
+}
+
+int64_t readInt(const Napi::Object& o, const char* name, int64_t def, int64_t min, int64_t max) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return def;
+  std::string range = "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  if (min == 1 && max == INT32_MAX) range = "a positive integer";
+  if (min == 0 && max == INT32_MAX) range = "a non-negative integer";
+  if (!v.IsNumber()) throw expected(range, name, v);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || d < double(min) || d > double(max)) throw expected(range, name, v);
+  return int64_t(d);
+}
+
+double readNumber(const Napi::Object& o, const char* name, double def, double min, double max) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return def;
+  std::ostringstream range;
+  range << "a number in [" << min << ", " << max << "]";
+  if (!v.IsNumber()) throw expected(range.str(), name, v);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < min || d > max) throw expected(range.str(), name, v);
+  return d;
+}
+
+bool readBool(const Napi::Object& o, const char* name, bool def) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return def;
+  if (!v.IsBoolean()) throw expected("a boolean", name, v);
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string readString(const Napi::Object& o, const char* name, const std::string& def) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return def;
+  if (!v.IsString()) throw expected("a string", name, v);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+Napi::Object readObjectArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || info[i].IsUndefined()) return Napi::Object::New(info.Env());
+  if (!info[i].IsObject() || info[i].IsArray() || info[i].IsFunction()) throw expected("an object", name, info[i]);
+  return info[i].As<Napi::Object>();
+}
+
+Napi::TypedArrayOf<int32_t> readInt32Array(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw expected("an Int32Array", name, v);
+  return v.As<Napi::TypedArrayOf<int32_t>>();
+}
+
+Napi::TypedArrayOf<float> readFloat32Array(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw expected("a Float32Array", name, v);
+  return v.As<Napi::TypedArrayOf<float>>();
+}
+
+Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t) {
+  t = t.detach().to(torch::kCPU).contiguous();
+  auto* holder = new torch::Tensor(t);
+  size_t n = size_t(t.numel());
+  if (n == 0) {
+    delete holder;
+    if (t.scalar_type() == torch::kInt) return Napi::Int32Array::New(env, 0);
+    return Napi::Float32Array::New(env, 0);
+  }
+  if (t.scalar_type() == torch::kFloat) {
+    auto buf = Napi::ArrayBuffer::New(env, t.data_ptr<float>(), n * sizeof(float),
+                                      [](Napi::Env, void*, torch::Tensor* h) { delete h; }, holder);
+    return Napi::Float32Array::New(env, n, buf, 0);
+  }
+  if (t.scalar_type() == torch::kInt) {
+    auto buf = Napi::ArrayBuffer::New(env, t.data_ptr<int32_t>(), n * sizeof(int32_t),
+                                      [](Napi::Env, void*, torch::Tensor* h) { delete h; }, holder);
+    return Napi::Int32Array::New(env, n, buf, 0);
+  }
+  delete holder;
+  throw MorecException("ENATIVE", "tensorToTypedArray: unsupported dtype");
+}
+
+void useThreads(int64_t threads) {
+  if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(int(threads));
+}
+
+}  // namespace morec

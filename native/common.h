@@ -1,0 +1,64 @@
+// Shared helpers of the native core: errors that reach JS as morec errors, argument readers that validate
+// instead of crashing, and the libtorch includes every file needs.
+#pragma once
+
+#include <napi.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace morec {
+
+// An error with a stable code; converted to a JS Error with `.code` at the boundary.
+struct MorecException : std::runtime_error {
+  std::string code;
+  MorecException(std::string c, const std::string& msg) : std::runtime_error(msg), code(std::move(c)) {}
+};
+
+inline MorecException invalidArg(const std::string& what) { return MorecException("EINVAL", what); }
+
+Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message);
+
+// Runs fn and converts any C++ exception (c10::Error included) into a thrown JS morec error.
+template <typename F>
+auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const MorecException& e) {
+    throw makeError(env, e.code, e.what());
+  } catch (const c10::Error& e) {
+    throw makeError(env, "ETORCH", e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    throw makeError(env, "ENOMEM", "out of memory");
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw makeError(env, "ENATIVE", e.what());
+  }
+}
+
+// Describes a caught exception as (code, message) for async workers that reject promises.
+void describeCurrentException(std::string& code, std::string& message);
+
+std::string describeValue(const Napi::Value& v);
+
+// Option readers: `name` is used in the "Expected X for NAME but received Y" message.
+int64_t readInt(const Napi::Object& o, const char* name, int64_t def, int64_t min, int64_t max);
+double readNumber(const Napi::Object& o, const char* name, double def, double min, double max);
+bool readBool(const Napi::Object& o, const char* name, bool def);
+std::string readString(const Napi::Object& o, const char* name, const std::string& def);
+Napi::Object readObjectArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+Napi::TypedArrayOf<int32_t> readInt32Array(const Napi::Value& v, const char* name);
+Napi::TypedArrayOf<float> readFloat32Array(const Napi::Value& v, const char* name);
+
+// A Float32Array/Int32Array over the memory of a contiguous CPU tensor, without copying: the array keeps
+// the tensor alive until it is garbage collected.
+Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t);
+
+// Sets libtorch's intra-op threads for the calling thread (OpenMP keeps this per thread).
+void useThreads(int64_t threads);
+
+}  // namespace morec

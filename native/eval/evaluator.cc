@@ -1,0 +1,64 @@
+#include "evaluator.h"
+
+#include <random>
+
+#include "../common.h"
+#include "../train/batch_builder.h"
+#include "../train/negative_sampler.h"
+#include "ranker.h"
+
+namespace morec {
+
+std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
+                                      const std::function<void(int64_t, int64_t)>& progress) {
+  const auto& cfg = model.config();
+  if (seqs.numItems != cfg.numItems)
+    throw invalidArg("the sequences were built for " + std::to_string(seqs.numItems) +
+                     " items but the model has numItems " + std::to_string(cfg.numItems));
+  if (cfg.backbone == "dssm" && seqs.users() > cfg.numUsers)
+    throw invalidArg("the sequences hold " + std::to_string(seqs.users()) + " users but the dssm model has numUsers " +
+                     std::to_string(cfg.numUsers));
+  useThreads(cfg.threads);
+  torch::NoGradGuard noGrad;
+  model.eval();
+  std::vector<int32_t> out(static_cast<size_t>(seqs.users()), -1);
+  std::vector<int64_t> users;
+  std::vector<RankQuery> queries;
+  for (int64_t u = 0; u < seqs.users(); ++u) {
+    const int64_t inputLen = seqs.length(u) - opt.holdOut;
+    if (inputLen < 1) continue;
+    users.push_back(u);
+    queries.push_back({seqs.begin(u), inputLen, seqs.begin(u)[inputLen]});
+  }
+  const int64_t U = int64_t(users.size());
+  if (U == 0) return out;
+  const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec");
+  std::vector<torch::Tensor> parts;
+  for (int64_t b = 0; b < U; b += opt.batchSize) {
+    const int64_t n = std::min(opt.batchSize, U - b);
+    parts.push_back(model.userVectors(builder.inference(users.data() + b, n, opt.holdOut).to(model.device())));
+    if (progress) progress(b + n, U);
+  }
+  auto userVectors = torch::cat(parts);
+  auto itemVectors = model.itemTower().embedAll();
+  std::vector<int32_t> ranks(static_cast<size_t>(U));
+  if (opt.sampled) {
+    const NegativeSampler sampler(cfg.numItems);
+    std::vector<int32_t> negatives(static_cast<size_t>(U * opt.numNegatives)), excluded;
+    for (int64_t i = 0; i < U; ++i) {
+      std::mt19937_64 rng(static_cast<uint64_t>(opt.seed) * 0x9e3779b97f4a7c15ULL + uint64_t(users[size_t(i)]));
+      NegativeSampler::setOf(queries[size_t(i)].history, queries[size_t(i)].historyLength, excluded);
+      excluded.insert(std::upper_bound(excluded.begin(), excluded.end(), queries[size_t(i)].target),
+                      queries[size_t(i)].target);
+      excluded.erase(std::unique(excluded.begin(), excluded.end()), excluded.end());
+      sampler.drawDistinct(rng, excluded, opt.numNegatives, negatives.data() + i * opt.numNegatives);
+    }
+    Ranker::sampledRanking(userVectors, itemVectors, queries.data(), negatives.data(), opt.numNegatives, ranks.data());
+  } else {
+    Ranker::fullRanking(userVectors, itemVectors, queries.data(), ranks.data(), opt.chunkRows);
+  }
+  for (int64_t i = 0; i < U; ++i) out[size_t(users[size_t(i)])] = ranks[size_t(i)];
+  return out;
+}
+
+}  // namespace morec

@@ -1,0 +1,30 @@
+// Evaluation pass: user vectors for every evaluable user (batches, no grad), then ranks of the held-out
+// item (validation: second-to-last, holdOut = 2; test: last, holdOut = 1). Users whose input would be
+// empty get rank -1 (not evaluated).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../models/recommender.h"
+#include "../sequence_data.h"
+
+namespace morec {
+
+struct EvalOptions {
+  int64_t holdOut = 2;
+  bool sampled = false;
+  int64_t numNegatives = 100;
+  int64_t seed = 0;
+  int64_t batchSize = 512;
+  int64_t chunkRows = 1024;
+};
+
+class Evaluator {
+ public:
+  static std::vector<int32_t> ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
+                                    const std::function<void(int64_t, int64_t)>& progress);
+};
+
+}  // namespace morec

@@ -1,0 +1,29 @@
+// Ranking of held-out items. Full ranking scores every item (chunks of users x all items as one GEMM into a
+// reused buffer) and counts, in the same pass, how many unmasked items score strictly higher than the
+// target: that count is the target's 0-based rank. Masked: padding (item 0) and the items of the user's
+// input history (the target itself is never masked). Sampled ranking counts only over given negatives.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace morec {
+
+struct RankQuery {
+  const int32_t* history;  // items to mask
+  int64_t historyLength;
+  int32_t target;
+};
+
+class Ranker {
+ public:
+  // userVectors [U, d], itemVectors [N + 1, d] (row 0 = padding); out: U ranks.
+  static void fullRanking(const torch::Tensor& userVectors, const torch::Tensor& itemVectors,
+                          const RankQuery* queries, int32_t* out, int64_t chunkRows);
+  // negatives: U x perUser item indices; rank = negatives scoring strictly higher than the target.
+  static void sampledRanking(const torch::Tensor& userVectors, const torch::Tensor& itemVectors,
+                             const RankQuery* queries, const int32_t* negatives, int64_t perUser, int32_t* out);
+};
+
+}  // namespace morec

@@ -1,0 +1,228 @@
+#include "model_wrap.h"
+
+#include <set>
+
+#include "evaluate_worker.h"
+#include "sequences_wrap.h"
+#include "train_epoch_worker.h"
+
+namespace morec {
+
+Napi::Function ModelWrap::define(Napi::Env env) {
+  return DefineClass(env, "Model",
+                     {InstanceAccessor<&ModelWrap::config>("config"),
+                      InstanceMethod<&ModelWrap::trainEpoch>("trainEpoch"),
+                      InstanceMethod<&ModelWrap::evaluate>("evaluate"),
+                      InstanceMethod<&ModelWrap::encodeSequences>("encodeSequences"),
+                      InstanceMethod<&ModelWrap::itemVectors>("itemVectors"),
+                      InstanceMethod<&ModelWrap::parameters>("parameters"),
+                      InstanceMethod<&ModelWrap::setParameters>("setParameters"),
+                      InstanceMethod<&ModelWrap::optimizerState>("optimizerState"),
+                      InstanceMethod<&ModelWrap::setOptimizerState>("setOptimizerState")});
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  guarded(info.Env(), [&] {
+    if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
+      throw invalidArg("Expected a config object for config but received " +
+                       (info.Length() ? describeValue(info[0]) : std::string("undefined")));
+    ModelConfig cfg = ModelConfig::fromJs(info[0].As<Napi::Object>());
+    useThreads(cfg.threads);
+    core_ = std::make_shared<ModelCore>();
+    core_->model = std::make_shared<Recommender>(cfg);
+    core_->model->eval();
+    core_->trainer = std::make_unique<Trainer>(*core_->model);
+    configObject_ = Napi::Persistent(cfg.toJs(info.Env()));
+  });
+}
+
+void ModelWrap::ensureIdle() const {
+  if (core_->busy)
+    throw MorecException("EBUSY", "the model is busy with a training epoch or an evaluation; await it first");
+}
+
+Napi::Value ModelWrap::config(const Napi::CallbackInfo& info) {
+  return core_ ? configObject_.Value() : info.Env().Undefined();
+}
+
+static Napi::Function optionalFunction(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return Napi::Function();
+  if (!info[i].IsFunction())
+    throw invalidArg(std::string("Expected a function for ") + name + " but received " + describeValue(info[i]));
+  return info[i].As<Napi::Function>();
+}
+
+Napi::Value ModelWrap::trainEpoch(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto seqs = SequencesWrap::unwrap(info.Length() ? info[0] : info.Env().Undefined(), "sequences");
+    Napi::Object o = readObjectArg(info, 1, "options");
+    EpochOptions opt;
+    opt.epoch = readInt(o, "epoch", 0, 0, INT32_MAX);
+    opt.batchSize = readInt(o, "batchSize", opt.batchSize, 1, 1 << 20);
+    opt.lr = readNumber(o, "lr", opt.lr, 0.0, 10.0);
+    opt.weightDecay = readNumber(o, "weightDecay", opt.weightDecay, 0.0, 10.0);
+    opt.encoderLr = readNumber(o, "encoderLr", opt.encoderLr, 0.0, 10.0);
+    opt.encoderWeightDecay = readNumber(o, "encoderWeightDecay", opt.weightDecay, 0.0, 10.0);
+    opt.gradAccum = readInt(o, "gradAccum", 1, 1, 1 << 16);
+    opt.bucketByLength = readBool(o, "bucketByLength", opt.bucketByLength);
+    opt.maxBatches = readInt(o, "maxBatches", 0, 0, INT32_MAX);
+    opt.progressEvery = readInt(o, "progressEvery", opt.progressEvery, 1, INT32_MAX);
+    auto* w = new TrainEpochWorker(info.Env(), core_, seqs, opt, optionalFunction(info, 2, "onProgress"));
+    w->Queue();
+    return w->promise();
+  });
+}
+
+Napi::Value ModelWrap::evaluate(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto seqs = SequencesWrap::unwrap(info.Length() ? info[0] : info.Env().Undefined(), "sequences");
+    Napi::Object o = readObjectArg(info, 1, "options");
+    EvalOptions opt;
+    const std::string split = readString(o, "split", "valid");
+    if (split != "valid" && split != "test")
+      throw invalidArg("Expected 'valid' or 'test' for split but received '" + split + "'");
+    opt.holdOut = split == "valid" ? 2 : 1;
+    const std::string mode = readString(o, "mode", "full");
+    if (mode != "full" && mode != "sampled")
+      throw invalidArg("Expected 'full' or 'sampled' for mode but received '" + mode + "'");
+    opt.sampled = mode == "sampled";
+    opt.numNegatives = readInt(o, "numNegatives", opt.numNegatives, 1, INT32_MAX);
+    opt.seed = readInt(o, "seed", 0, 0, INT32_MAX);
+    opt.batchSize = readInt(o, "batchSize", opt.batchSize, 1, 1 << 20);
+    opt.chunkRows = readInt(o, "chunkRows", opt.chunkRows, 1, 1 << 20);
+    auto* w = new EvaluateWorker(info.Env(), core_, seqs, opt, optionalFunction(info, 2, "onProgress"));
+    w->Queue();
+    return w->promise();
+  });
+}
+
+Napi::Value ModelWrap::encodeSequences(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    const auto& cfg = core_->model->config();
+    if (cfg.backbone != "sasrec") throw invalidArg("encodeSequences needs the sasrec backbone");
+    auto ids = readInt32Array(info.Length() ? info[0] : info.Env().Undefined(), "inputIds");
+    Napi::Object holder = Napi::Object::New(info.Env());
+    holder.Set("rows", info.Length() > 1 ? info[1] : info.Env().Undefined());
+    const int64_t rows = readInt(holder, "rows", -1, 1, INT32_MAX);
+    const int64_t n = int64_t(ids.ElementLength());
+    if (n % rows != 0 || n / rows < 1 || n / rows > cfg.maxLen)
+      throw invalidArg("Expected inputIds of rows x T values with 1 <= T <= maxLen (" + std::to_string(cfg.maxLen) +
+                       ") but received " + std::to_string(n) + " values for " + std::to_string(rows) + " rows");
+    for (int64_t i = 0; i < n; ++i)
+      if (ids[size_t(i)] < 0 || ids[size_t(i)] > cfg.numItems)
+        throw invalidArg("Expected item indices in 0.." + std::to_string(cfg.numItems) + " but inputIds[" +
+                         std::to_string(i) + "] is " + std::to_string(ids[size_t(i)]));
+    useThreads(cfg.threads);
+    torch::NoGradGuard noGrad;
+    core_->model->eval();
+    auto t = torch::from_blob(ids.Data(), {rows, n / rows}, torch::kInt).to(core_->model->device(), torch::kLong);
+    return tensorToTypedArray(info.Env(), core_->model->sequenceHidden(t));
+  });
+}
+
+Napi::Value ModelWrap::itemVectors(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    torch::NoGradGuard noGrad;
+    core_->model->eval();
+    return tensorToTypedArray(info.Env(), core_->model->itemTower().embedAll());
+  });
+}
+
+static Napi::Array shapeOf(Napi::Env env, const torch::Tensor& t) {
+  Napi::Array a = Napi::Array::New(env, size_t(t.dim()));
+  for (int64_t i = 0; i < t.dim(); ++i) a.Set(uint32_t(i), double(t.size(i)));
+  return a;
+}
+
+static Napi::Object namedTensors(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, t] : tensors) {
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("shape", shapeOf(env, t));
+    entry.Set("data", tensorToTypedArray(env, t.to(torch::kFloat)));
+    out.Set(name, entry);
+  }
+  return out;
+}
+
+// Copies {name: Float32Array | {data: Float32Array}} into the given tensors; every tensor must be present.
+static void assignNamed(const Napi::Object& src, const std::vector<std::pair<std::string, torch::Tensor>>& dst,
+                        const char* what) {
+  torch::NoGradGuard noGrad;
+  Napi::Array keys = src.GetPropertyNames();
+  std::set<std::string> known;
+  for (const auto& kv : dst) known.insert(kv.first);
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    if (!known.count(k)) throw invalidArg(std::string("unknown ") + what + " '" + k + "' (not in this model)");
+  }
+  for (const auto& [name, t] : dst) {
+    Napi::Value v = src.Get(name);
+    if (v.IsUndefined()) throw invalidArg(std::string("missing ") + what + " '" + name + "'");
+    if (v.IsObject() && !v.IsTypedArray()) v = v.As<Napi::Object>().Get("data");
+    auto arr = readFloat32Array(v, name.c_str());
+    if (int64_t(arr.ElementLength()) != t.numel())
+      throw invalidArg(std::string("Expected ") + std::to_string(t.numel()) + " values for " + what + " '" + name +
+                       "' but received " + std::to_string(arr.ElementLength()));
+    t.copy_(torch::from_blob(arr.Data(), t.sizes(), torch::kFloat));
+  }
+}
+
+Napi::Value ModelWrap::parameters(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    std::vector<std::pair<std::string, torch::Tensor>> all;
+    for (auto& kv : core_->model->named_parameters()) all.emplace_back(kv.key(), kv.value());
+    return namedTensors(info.Env(), all);
+  });
+}
+
+Napi::Value ModelWrap::setParameters(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    Napi::Object src = readObjectArg(info, 0, "parameters");
+    std::vector<std::pair<std::string, torch::Tensor>> all;
+    for (auto& kv : core_->model->named_parameters()) all.emplace_back(kv.key(), kv.value());
+    assignNamed(src, all, "parameter");
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ModelWrap::optimizerState(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto& opt = core_->trainer->optimizer();
+    std::vector<std::pair<std::string, torch::Tensor>> all;
+    for (auto& kv : opt.state()) all.emplace_back(kv.first, kv.second);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("step", double(opt.steps()));
+    out.Set("tensors", namedTensors(info.Env(), all));
+    return out;
+  });
+}
+
+Napi::Value ModelWrap::setOptimizerState(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    Napi::Object o = readObjectArg(info, 0, "state");
+    const int64_t step = readInt(o, "step", 0, 0, INT64_C(1) << 50);
+    Napi::Value tv = o.Get("tensors");
+    if (!tv.IsObject()) throw invalidArg("Expected an object for tensors but received " + describeValue(tv));
+    auto& opt = core_->trainer->optimizer();
+    std::map<std::string, torch::Tensor> fresh;
+    std::vector<std::pair<std::string, torch::Tensor>> dst;
+    for (auto& kv : opt.state()) {
+      fresh[kv.first] = torch::empty_like(kv.second, torch::TensorOptions().device(torch::kCPU));
+      dst.emplace_back(kv.first, fresh[kv.first]);
+    }
+    assignNamed(tv.As<Napi::Object>(), dst, "optimizer tensor");
+    opt.loadState(step, fresh);
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace morec

@@ -1,0 +1,33 @@
+// JS class `Model`: a recommender (backbone + item tower) and its optimizer. Training epochs and
+// evaluation passes are async (Promises, progress callbacks); the small inspection methods are sync.
+#pragma once
+
+#include <memory>
+
+#include "common.h"
+#include "model_core.h"
+
+namespace morec {
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  explicit ModelWrap(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value config(const Napi::CallbackInfo& info);
+  Napi::Value trainEpoch(const Napi::CallbackInfo& info);
+  Napi::Value evaluate(const Napi::CallbackInfo& info);
+  Napi::Value encodeSequences(const Napi::CallbackInfo& info);
+  Napi::Value itemVectors(const Napi::CallbackInfo& info);
+  Napi::Value parameters(const Napi::CallbackInfo& info);
+  Napi::Value setParameters(const Napi::CallbackInfo& info);
+  Napi::Value optimizerState(const Napi::CallbackInfo& info);
+  Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
+  void ensureIdle() const;
+
+  std::shared_ptr<ModelCore> core_;
+  Napi::ObjectReference configObject_;
+};
+
+}  // namespace morec

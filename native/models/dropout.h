@@ -1,0 +1,22 @@
+// Dropout whose masks come from a counter-based hash (splitmix64) instead of libtorch's bernoulli_, which
+// profiles at 21-38% of a SASRec step on CPU. The mask of call k depends only on (seed, k, element index):
+// the same on any thread count, so training is reproducible. CUDA tensors use libtorch's own dropout.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace morec {
+
+class Dropout {
+ public:
+  void reseed(uint64_t seed) { seed_ = seed; counter_ = 0; }
+  torch::Tensor operator()(const torch::Tensor& x, double p, bool training);
+
+ private:
+  uint64_t seed_ = 0;
+  uint64_t counter_ = 0;
+};
+
+}  // namespace morec

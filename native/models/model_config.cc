@@ -1,0 +1,69 @@
+#include "model_config.h"
+
+#include <thread>
+
+#include "../common.h"
+
+namespace morec {
+
+static std::string readChoice(const Napi::Object& o, const char* name, const std::string& def,
+                              std::initializer_list<const char*> choices) {
+  std::string v = readString(o, name, def);
+  std::string list;
+  for (const char* c : choices) {
+    if (v == c) return v;
+    list += (list.empty() ? "" : " | ") + std::string("'") + c + "'";
+  }
+  throw invalidArg("Expected one of " + list + " for " + name + " but received '" + v + "'");
+}
+
+ModelConfig ModelConfig::fromJs(const Napi::Object& o) {
+  ModelConfig c;
+  c.backbone = readChoice(o, "backbone", c.backbone, {"sasrec", "dssm"});
+  c.itemTower = readChoice(o, "itemTower", c.itemTower, {"id"});
+  Napi::Value n = o.Get("numItems");
+  if (n.IsUndefined()) throw invalidArg("Expected a positive integer for numItems but received undefined");
+  c.numItems = readInt(o, "numItems", 0, 1, INT32_MAX - 1);
+  c.numUsers = readInt(o, "numUsers", 0, 0, INT32_MAX);
+  if (c.backbone == "dssm" && c.numUsers < 1)
+    throw invalidArg("Expected a positive integer for numUsers (required by the dssm backbone) but received " +
+                     describeValue(o.Get("numUsers")));
+  c.d = readInt(o, "d", c.d, 1, 1 << 16);
+  c.blocks = readInt(o, "blocks", c.blocks, 0, 64);
+  c.heads = readInt(o, "heads", c.heads, 1, 1024);
+  if (c.d % c.heads != 0)
+    throw invalidArg("Expected heads to divide d but received heads " + std::to_string(c.heads) + " and d " +
+                     std::to_string(c.d));
+  c.maxLen = readInt(o, "maxLen", c.maxLen, 1, 1 << 16);
+  c.dropout = readNumber(o, "dropout", c.dropout, 0.0, 0.95);
+  c.activation = readChoice(o, "activation", c.activation, {"relu", "gelu"});
+  c.dssmDepth = readInt(o, "dssmDepth", c.dssmDepth, 0, 64);
+  c.seed = readInt(o, "seed", c.seed, 0, INT32_MAX);
+  c.threads = readInt(o, "threads", 0, 0, 1024);
+  if (c.threads == 0) c.threads = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  c.device = readString(o, "device", c.device);
+  if (c.device != "cpu" && c.device.rfind("cuda", 0) != 0)
+    throw invalidArg("Expected 'cpu' or 'cuda[:N]' for device but received '" + c.device + "'");
+  return c;
+}
+
+Napi::Object ModelConfig::toJs(Napi::Env env) const {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("backbone", backbone);
+  o.Set("itemTower", itemTower);
+  o.Set("numItems", double(numItems));
+  o.Set("numUsers", double(numUsers));
+  o.Set("d", double(d));
+  o.Set("blocks", double(blocks));
+  o.Set("heads", double(heads));
+  o.Set("maxLen", double(maxLen));
+  o.Set("dropout", dropout);
+  o.Set("activation", activation);
+  o.Set("dssmDepth", double(dssmDepth));
+  o.Set("seed", double(seed));
+  o.Set("threads", double(threads));
+  o.Set("device", device);
+  return o;
+}
+
+}  // namespace morec

@@ -1,0 +1,45 @@
+// A recommender = a user encoder (SASRec over the item sequence, or DSSM's user tower) scored by dot product
+// against an item tower. It computes the training loss of a batch and the user vectors used for ranking.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../train/batch.h"
+#include "dropout.h"
+#include "dssm.h"
+#include "item_tower.h"
+#include "model_config.h"
+#include "sasrec.h"
+
+namespace morec {
+
+class Recommender : public torch::nn::Module {
+ public:
+  explicit Recommender(const ModelConfig& config);
+
+  // BCE with logits: positives labelled 1 plus negatives labelled 0, each averaged over non-padded positions.
+  torch::Tensor trainingLoss(const Batch& batch);
+  // One vector per batch row: SASRec's hidden state at the last column; DSSM's user tower output.
+  torch::Tensor userVectors(const Batch& batch);
+  // SASRec hidden states [B, T, d] of left-padded windows (padded rows zero).
+  torch::Tensor sequenceHidden(const torch::Tensor& inputIds);
+
+  ItemTower& itemTower() { return *itemTower_; }
+  const ModelConfig& config() const { return config_; }
+  const torch::Device& device() const { return device_; }
+  Dropout& dropout() { return dropout_; }
+
+ private:
+  ModelConfig config_;
+  torch::Device device_;
+  Dropout dropout_;
+  std::shared_ptr<ItemTower> itemTower_;
+  std::shared_ptr<SASRecEncoder> sasrec_;
+  std::shared_ptr<DSSMUserTower> dssm_;
+};
+
+}  // namespace morec

@@ -1,0 +1,24 @@
+{
+  "sources": [
+    "addon.cc",
+    "common.cc",
+    "sequences_wrap.cc",
+    "model_wrap.cc",
+    "train_epoch_worker.cc",
+    "evaluate_worker.cc",
+    "models/model_config.cc",
+    "models/dropout.cc",
+    "models/id_item_tower.cc",
+    "models/transformer_block.cc",
+    "models/sasrec.cc",
+    "models/dssm.cc",
+    "models/recommender.cc",
+    "train/batch.cc",
+    "train/batch_builder.cc",
+    "train/negative_sampler.cc",
+    "train/adamw.cc",
+    "train/trainer.cc",
+    "eval/ranker.cc",
+    "eval/evaluator.cc"
+  ]
+}
