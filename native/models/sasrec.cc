@@ -24,7 +24,7 @@ torch::Tensor SASRecEncoder::forward(const torch::Tensor& itemVectors, const tor
   auto mask = torch::zeros({B, 1, T, T}, itemVectors.options())
                   .masked_fill_(allowed.logical_not().unsqueeze(1), -1e9);
   for (auto& block : blocks_) x = block->forward(x, mask, drop);
-  return x * nonPad.unsqueeze(-1).to(x.scalar_type());
+  return x.masked_fill(nonPad.logical_not().unsqueeze(-1), 0.0);
 }
 
 }  // namespace morec

@@ -1,0 +1,8 @@
+/** morec: ID- and modality-based recommenders on a libtorch core. The public API. */
+export { MorecError, MorecErrorCode } from './errors';
+export { Model, ModelConfig, EpochOptions, EpochResult, EvaluateOptions, CheckpointInfo, Backbone } from './model';
+export { Sequences } from './sequences';
+export { metrics, Metrics } from './metrics';
+export { readSafetensors, writeSafetensors } from './io/safetensors';
+export { loadAddon } from './native';
+export { popularityRanks } from './popularity';

@@ -1,0 +1,243 @@
+/**
+ * A recommender model: create from a config, train epoch by epoch, evaluate to ranks, save and load.
+ * All math runs in the native libtorch core; each epoch or evaluation is one async native call.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { invalid, MorecError, toMorecError } from './errors';
+import { readSafetensors, writeAtomic, writeSafetensors } from './io/safetensors';
+import { loadAddon, NamedTensor, NativeEpochResult, NativeModel, NativeModelConfig } from './native';
+import { Sequences } from './sequences';
+import { nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
+
+export type Backbone = 'sasrec' | 'dssm';
+
+export interface ModelConfig {
+  backbone: Backbone;
+  /** Item tower: 'id' (learned ID embeddings). */
+  itemTower?: 'id';
+  /** Items are 1..numItems; 0 is padding. */
+  numItems: number;
+  /** DSSM only: number of users (user-ID embedding rows). */
+  numUsers?: number;
+  d?: number;
+  blocks?: number;
+  heads?: number;
+  maxLen?: number;
+  dropout?: number;
+  activation?: 'relu' | 'gelu';
+  dssmDepth?: number;
+  seed?: number;
+  /** Intra-op threads; default: all cores. */
+  threads?: number;
+  /** 'cpu' (default) or 'cuda' / 'cuda:N' with a CUDA build of libtorch. */
+  device?: string;
+}
+
+export interface EpochOptions {
+  epoch?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  encoderLr?: number;
+  encoderWeightDecay?: number;
+  gradAccum?: number;
+  /** Put users of similar length into the same batch: far fewer padded positions, same expected gradient. */
+  bucketByLength?: boolean;
+  /** Stop after this many batches (benchmarks). */
+  maxBatches?: number;
+  progressEvery?: number;
+}
+
+export type EpochResult = NativeEpochResult;
+
+export interface EvaluateOptions {
+  split?: 'valid' | 'test';
+  /** 'full': rank against all items (the paper's protocol); 'sampled': against numNegatives sampled items. */
+  mode?: 'full' | 'sampled';
+  numNegatives?: number;
+  seed?: number;
+  batchSize?: number;
+  chunkRows?: number;
+}
+
+export interface CheckpointInfo {
+  format: 'morec-checkpoint';
+  version: 1;
+  config: NativeModelConfig;
+  numItems: number;
+  files: { model: string; optimizer: string };
+  optimizerStep: number;
+  trainingState: Record<string, unknown>;
+  metrics: Record<string, unknown>;
+  savedAt: string;
+}
+
+export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> {
+  if (typeof config !== 'object' || config === null) throw invalid('a config object', 'config', config);
+  const c = { ...config };
+  oneOf(c.backbone, 'backbone', ['sasrec', 'dssm'] as const);
+  if (c.itemTower !== undefined) oneOf(c.itemTower, 'itemTower', ['id'] as const);
+  positiveInt(c.numItems, 'numItems');
+  if (c.backbone === 'dssm') positiveInt(c.numUsers, 'numUsers');
+  else if (c.numUsers !== undefined) nonNegativeInt(c.numUsers, 'numUsers');
+  if (c.d !== undefined) positiveInt(c.d, 'd');
+  if (c.blocks !== undefined) nonNegativeInt(c.blocks, 'blocks');
+  if (c.heads !== undefined) positiveInt(c.heads, 'heads');
+  if ((c.d ?? 64) % (c.heads ?? 2) !== 0)
+    throw new MorecError('EINVAL', `Expected heads to divide d but received heads ${c.heads ?? 2} and d ${c.d ?? 64}`);
+  if (c.maxLen !== undefined) positiveInt(c.maxLen, 'maxLen');
+  if (c.dropout !== undefined) numberIn(c.dropout, 'dropout', 0, 0.95);
+  if (c.activation !== undefined) oneOf(c.activation, 'activation', ['relu', 'gelu'] as const);
+  if (c.dssmDepth !== undefined) nonNegativeInt(c.dssmDepth, 'dssmDepth');
+  if (c.seed !== undefined) nonNegativeInt(c.seed, 'seed');
+  if (c.threads !== undefined) nonNegativeInt(c.threads, 'threads');
+  if (c.device !== undefined && (typeof c.device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(c.device)))
+    throw invalid("'cpu' or 'cuda[:N]'", 'device', c.device);
+  return { threads: os.availableParallelism(), ...c } as Partial<NativeModelConfig>;
+}
+
+function checkSequences(seqs: unknown, numItems: number): Sequences {
+  if (!(seqs instanceof Sequences)) throw invalid('a Sequences object', 'sequences', seqs);
+  if (seqs.numItems !== numItems)
+    throw new MorecError('EINVAL', `Expected sequences over ${numItems} items (the model's numItems) but received ${seqs.numItems}`);
+  return seqs;
+}
+
+export class Model {
+  /** @internal */
+  readonly native: NativeModel;
+
+  private constructor(native: NativeModel) {
+    this.native = native;
+  }
+
+  static create(config: ModelConfig): Model {
+    const valid = validateConfig(config);
+    try {
+      return new Model(new (loadAddon().Model)(valid));
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  get config(): NativeModelConfig {
+    return this.native.config;
+  }
+
+  /** One training epoch; resolves the mean loss and counts. onProgress(batchesDone, batchesTotal, runningLoss). */
+  async trainEpoch(seqs: Sequences, options: EpochOptions = {}, onProgress?: (done: number, total: number, loss: number) => void): Promise<EpochResult> {
+    checkSequences(seqs, this.config.numItems);
+    try {
+      return await this.native.trainEpoch(seqs.native, options, onProgress);
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  /** 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics(). */
+  async evaluate(seqs: Sequences, options: EvaluateOptions = {}, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
+    checkSequences(seqs, this.config.numItems);
+    try {
+      return await this.native.evaluate(seqs.native, options, onProgress);
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  /** SASRec hidden states of left-padded windows (rows x T ids) -> Float32Array rows x T x d. */
+  encodeSequences(inputIds: Int32Array, rows: number): Float32Array {
+    try {
+      return this.native.encodeSequences(inputIds, rows);
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  /** Item vectors, (numItems + 1) x d, row 0 = padding. */
+  itemVectors(): Float32Array {
+    try {
+      return this.native.itemVectors();
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  parameters(): Record<string, NamedTensor> {
+    try {
+      return this.native.parameters();
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  setParameters(params: Record<string, Float32Array | NamedTensor>): void {
+    try {
+      this.native.setParameters(params);
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
+  /**
+   * Saves weights (model.safetensors), optimizer state (optimizer.safetensors) and a JSON sidecar
+   * (checkpoint.json) into `dir`. Each file is written atomically and the sidecar last, so an interrupted
+   * save leaves the previous checkpoint readable.
+   */
+  save(dir: string, extra: { trainingState?: Record<string, unknown>; metrics?: Record<string, unknown> } = {}): CheckpointInfo {
+    fs.mkdirSync(dir, { recursive: true });
+    let params: Record<string, NamedTensor>;
+    let opt: { step: number; tensors: Record<string, NamedTensor> };
+    try {
+      params = this.native.parameters();
+      opt = this.native.optimizerState();
+    } catch (e) {
+      throw toMorecError(e);
+    }
+    writeSafetensors(path.join(dir, 'model.safetensors'), params, { format: 'pt' });
+    writeSafetensors(path.join(dir, 'optimizer.safetensors'), opt.tensors, { step: String(opt.step) });
+    const info: CheckpointInfo = {
+      format: 'morec-checkpoint',
+      version: 1,
+      config: this.config,
+      numItems: this.config.numItems,
+      files: { model: 'model.safetensors', optimizer: 'optimizer.safetensors' },
+      optimizerStep: opt.step,
+      trainingState: extra.trainingState ?? {},
+      metrics: extra.metrics ?? {},
+      savedAt: new Date().toISOString(),
+    };
+    writeAtomic(path.join(dir, 'checkpoint.json'), [Buffer.from(JSON.stringify(info, null, 2) + '\n')]);
+    return info;
+  }
+
+  /** Loads a checkpoint written by save(); `overrides` may change threads or device. */
+  static load(dir: string, overrides: { threads?: number; device?: string } = {}): { model: Model; info: CheckpointInfo } {
+    const sidecar = path.join(dir, 'checkpoint.json');
+    if (!fs.existsSync(sidecar)) throw new MorecError('EINVAL', `${sidecar}: no checkpoint here (checkpoint.json is missing)`);
+    let info: CheckpointInfo;
+    try {
+      info = JSON.parse(fs.readFileSync(sidecar, 'utf8'));
+    } catch (e) {
+      throw new MorecError('EFORMAT', `${sidecar}: not valid JSON (${(e as Error).message})`);
+    }
+    if (info.format !== 'morec-checkpoint') throw new MorecError('EFORMAT', `${sidecar}: not a morec checkpoint`);
+    const model = Model.create({ ...(info.config as ModelConfig), ...overrides });
+    const weights = readSafetensors(path.join(dir, info.files.model)).tensors;
+    model.setParameters(Object.fromEntries(Object.entries(weights).map(([k, t]) => [k, t.data as Float32Array])));
+    const optFile = path.join(dir, info.files.optimizer);
+    if (fs.existsSync(optFile)) {
+      const opt = readSafetensors(optFile);
+      try {
+        model.native.setOptimizerState({
+          step: Number(opt.metadata.step ?? info.optimizerStep),
+          tensors: Object.fromEntries(Object.entries(opt.tensors).map(([k, t]) => [k, t.data as Float32Array])),
+        });
+      } catch (e) {
+        throw toMorecError(e);
+      }
+    }
+    return { model, info };
+  }
+}

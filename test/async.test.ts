@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { Model, MorecError } from '../lib';
+import { chainWorld } from './helpers';
+
+test('an epoch runs off the event loop: a timer keeps firing and progress is reported', async () => {
+  const world = chainWorld(2000, 300, 2);
+  const model = Model.create({ backbone: 'sasrec', numItems: 300, d: 64, maxLen: 16, threads: 2 });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const progress: Array<[number, number, number]> = [];
+  const started = Date.now();
+  const r = await model.trainEpoch(world, { batchSize: 32, progressEvery: 5 }, (done, total, loss) => progress.push([done, total, loss]));
+  clearInterval(timer);
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed > 50, `epoch took ${elapsed} ms: too short to observe`);
+  // A blocked loop would give ~0 ticks; allow for a loaded machine.
+  assert.ok(ticks >= Math.min(5, elapsed / 50), `${ticks} ticks in ${elapsed} ms`);
+  assert.ok(progress.length >= 1);
+  const lastProgress = progress[progress.length - 1];
+  assert.equal(lastProgress[1], r.batches);
+  assert.ok(Number.isFinite(lastProgress[2]));
+});
+
+test('a second call while an epoch runs is rejected with EBUSY, and the model works afterwards', async () => {
+  const world = chainWorld(400, 100, 3);
+  const model = Model.create({ backbone: 'sasrec', numItems: 100, d: 16, maxLen: 10, threads: 1 });
+  const epoch = model.trainEpoch(world, { batchSize: 16 });
+  await assert.rejects(model.evaluate(world), (e: unknown) => e instanceof MorecError && e.code === 'EBUSY');
+  assert.throws(() => model.parameters(), (e: unknown) => e instanceof MorecError && e.code === 'EBUSY');
+  await epoch;
+  const ranks = await model.evaluate(world);
+  assert.equal(ranks.length, world.users);
+});

@@ -1,0 +1,36 @@
+/** Small deterministic helpers shared by the test suites. */
+import { Sequences } from '../lib';
+
+/** mulberry32: a tiny seeded PRNG, independent of the native core's RNG. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Planted structure: items form one long chain 1 -> 2 -> ... -> N -> 1; each user starts at a random item
+ * and walks forward (occasionally skipping one). A sequential model can learn "next = current + 1"; item
+ * popularity is flat, so a popularity ranking is near chance.
+ */
+export function chainWorld(users: number, numItems: number, seed: number): Sequences {
+  const r = rng(seed);
+  const seqs: number[][] = [];
+  for (let u = 0; u < users; u++) {
+    const len = 6 + Math.floor(r() * 10);
+    let item = 1 + Math.floor(r() * numItems);
+    const s: number[] = [];
+    for (let i = 0; i < len; i++) {
+      s.push(item);
+      item = (item % numItems) + 1;
+      if (r() < 0.1) item = (item % numItems) + 1;
+    }
+    seqs.push(s);
+  }
+  return Sequences.fromArrays(seqs, numItems);
+}
