@@ -6,3 +6,4 @@ export { metrics, Metrics } from './metrics';
 export { readSafetensors, writeSafetensors } from './io/safetensors';
 export { loadAddon } from './native';
 export { popularityRanks } from './popularity';
+export { readUserLines } from './data/user_lines';
