@@ -33,6 +33,8 @@ export interface ModelConfig {
   threads?: number;
   /** 'cpu' (default) or 'cuda' / 'cuda:N' with a CUDA build of libtorch. */
   device?: string;
+  /** SASRec batches: 'packed' (no padding; CPU), 'padded' (any device), 'auto' (packed on CPU). */
+  sequenceLayout?: 'auto' | 'packed' | 'padded';
 }
 
 export interface EpochOptions {
@@ -95,6 +97,7 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   if (c.threads !== undefined) nonNegativeInt(c.threads, 'threads');
   if (c.device !== undefined && (typeof c.device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(c.device)))
     throw invalid("'cpu' or 'cuda[:N]'", 'device', c.device);
+  if (c.sequenceLayout !== undefined) oneOf(c.sequenceLayout, 'sequenceLayout', ['auto', 'packed', 'padded'] as const);
   return { threads: os.availableParallelism(), ...c } as Partial<NativeModelConfig>;
 }
 

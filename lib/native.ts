@@ -21,6 +21,7 @@ export interface NativeModelConfig {
   seed: number;
   threads: number;
   device: string;
+  sequenceLayout: 'auto' | 'packed' | 'padded';
 }
 
 export interface NativeEpochOptions {

@@ -9,6 +9,7 @@
     "models/model_config.cc",
     "models/dropout.cc",
     "models/id_item_tower.cc",
+    "models/packed_attention.cc",
     "models/transformer_block.cc",
     "models/sasrec.cc",
     "models/dssm.cc",

@@ -8,7 +8,8 @@ import { Model, readSafetensors } from '../lib';
 // inputs narrower than maxLen (so the position offset maxLen - T + c is exercised) and its outputs.
 const fixture = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'sasrec_ref.safetensors');
 
-test('SASRec forward equals the PyTorch reference to 1e-5 (hidden states and item scores)', () => {
+for (const sequenceLayout of ['packed', 'padded'] as const)
+test(`SASRec forward (${sequenceLayout} layout) equals the PyTorch reference to 1e-5 (hidden states and item scores)`, () => {
   const { tensors, metadata } = readSafetensors(fixture);
   const numItems = Number(metadata.numItems);
   const d = Number(metadata.d);
@@ -20,6 +21,7 @@ test('SASRec forward equals the PyTorch reference to 1e-5 (hidden states and ite
     blocks: Number(metadata.blocks),
     maxLen: Number(metadata.maxLen),
     threads: 1,
+    sequenceLayout,
   });
   const weights: Record<string, Float32Array> = {};
   for (const [name, t] of Object.entries(tensors)) if (name.startsWith('item_tower.') || name.startsWith('user_encoder.')) weights[name] = t.data as Float32Array;

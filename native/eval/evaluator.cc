@@ -1,5 +1,6 @@
 #include "evaluator.h"
 
+#include <algorithm>
 #include <random>
 
 #include "../common.h"
@@ -32,14 +33,26 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
   }
   const int64_t U = int64_t(users.size());
   if (U == 0) return out;
-  const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec");
+  const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec", model.packed());
+  // Users are encoded in order of input length (batches with little padding), then put back in order.
+  std::vector<int64_t> order(static_cast<size_t>(U));
+  for (int64_t i = 0; i < U; ++i) order[size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return std::min(queries[size_t(a)].historyLength, cfg.maxLen) < std::min(queries[size_t(b)].historyLength, cfg.maxLen);
+  });
+  std::vector<int64_t> sortedUsers(static_cast<size_t>(U)), inverse(static_cast<size_t>(U));
+  for (int64_t i = 0; i < U; ++i) {
+    sortedUsers[size_t(i)] = users[size_t(order[size_t(i)])];
+    inverse[size_t(order[size_t(i)])] = i;
+  }
   std::vector<torch::Tensor> parts;
   for (int64_t b = 0; b < U; b += opt.batchSize) {
     const int64_t n = std::min(opt.batchSize, U - b);
-    parts.push_back(model.userVectors(builder.inference(users.data() + b, n, opt.holdOut).to(model.device())));
+    parts.push_back(model.userVectors(builder.inference(sortedUsers.data() + b, n, opt.holdOut).to(model.device())));
     if (progress) progress(b + n, U);
   }
-  auto userVectors = torch::cat(parts);
+  auto userVectors =
+      torch::cat(parts).index_select(0, torch::tensor(inverse, torch::TensorOptions().dtype(torch::kLong)).to(model.device()));
   auto itemVectors = model.itemTower().embedAll();
   std::vector<int32_t> ranks(static_cast<size_t>(U));
   if (opt.sampled) {

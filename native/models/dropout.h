@@ -13,6 +13,8 @@ class Dropout {
  public:
   void reseed(uint64_t seed) { seed_ = seed; counter_ = 0; }
   torch::Tensor operator()(const torch::Tensor& x, double p, bool training);
+  // The scaled keep-mask (0 or 1/(1-p)) of `numel` elements, for kernels that apply it themselves.
+  torch::Tensor mask(int64_t numel, double p, const torch::TensorOptions& options);
 
  private:
   uint64_t seed_ = 0;

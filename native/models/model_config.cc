@@ -44,6 +44,9 @@ ModelConfig ModelConfig::fromJs(const Napi::Object& o) {
   c.device = readString(o, "device", c.device);
   if (c.device != "cpu" && c.device.rfind("cuda", 0) != 0)
     throw invalidArg("Expected 'cpu' or 'cuda[:N]' for device but received '" + c.device + "'");
+  c.sequenceLayout = readChoice(o, "sequenceLayout", c.sequenceLayout, {"auto", "packed", "padded"});
+  if (c.sequenceLayout == "packed" && c.device != "cpu")
+    throw invalidArg("Expected sequenceLayout 'padded' or 'auto' on device '" + c.device + "' (the packed kernel is CPU-only)");
   return c;
 }
 
@@ -63,6 +66,7 @@ Napi::Object ModelConfig::toJs(Napi::Env env) const {
   o.Set("seed", double(seed));
   o.Set("threads", double(threads));
   o.Set("device", device);
+  o.Set("sequenceLayout", sequenceLayout);
   return o;
 }
 

@@ -24,6 +24,9 @@ struct ModelConfig {
   int64_t seed = 42;
   int64_t threads = 0;              // 0 = all cores
   std::string device = "cpu";       // "cpu" | "cuda" | "cuda:N"
+  // SASRec batches: "packed" (no padding, hand-written attention; CPU), "padded" (left-padded windows,
+  // tensor ops; any device), "auto" (packed on CPU, padded elsewhere).
+  std::string sequenceLayout = "auto";
 
   static ModelConfig fromJs(const Napi::Object& o);
   Napi::Object toJs(Napi::Env env) const;

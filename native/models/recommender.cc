@@ -23,20 +23,49 @@ Recommender::Recommender(const ModelConfig& config) : config_(config), device_(p
     dssm_ = register_module("user_tower", std::make_shared<DSSMUserTower>(config.numUsers, config.d, config.dssmDepth));
   }
   dropout_.reseed(uint64_t(config.seed));
+  packed_ = config.backbone == "sasrec" &&
+            (config.sequenceLayout == "packed" || (config.sequenceLayout == "auto" && device_.is_cpu()));
   to(device_);
 }
 
 torch::Tensor Recommender::sequenceHidden(const torch::Tensor& inputIds) {
   TORCH_CHECK(sasrec_, "sequence hidden states exist only for the sasrec backbone");
   auto nonPad = inputIds.ne(0);
-  return sasrec_->forward(itemTower_->embed(inputIds), nonPad, dropout_);
+  if (!packed_) return sasrec_->forward(itemTower_->embed(inputIds), nonPad, dropout_);
+  // Pack the left-padded rows, run the packed encoder, scatter back (padded rows stay zero).
+  auto cpuIds = inputIds.to(torch::kCPU).contiguous();
+  const int64_t B = cpuIds.size(0), T = cpuIds.size(1);
+  const int64_t* ids = cpuIds.data_ptr<int64_t>();
+  std::vector<int64_t> tokens, positions, offsets{0};
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t first = 0;
+    while (first < T && ids[b * T + first] == 0) ++first;
+    for (int64_t t = first; t < T; ++t) {
+      if (ids[b * T + t] == 0) throw invalidArg("Expected left-padded rows (zeros only before the items) in inputIds");
+      tokens.push_back(ids[b * T + t]);
+      positions.push_back(sasrec_->maxLen() - (T - first) + (t - first));
+    }
+    offsets.push_back(int64_t(tokens.size()));
+  }
+  auto opts = torch::TensorOptions().dtype(torch::kLong);
+  auto tok = torch::tensor(tokens, opts).to(device_);
+  auto pos = torch::tensor(positions, opts).to(device_);
+  auto hidden = sasrec_->forwardPacked(itemTower_->embed(tok), pos, torch::tensor(offsets, opts), dropout_);
+  auto out = torch::zeros({B * T, hidden.size(1)}, hidden.options());
+  out.index_copy_(0, nonPad.view({-1}).nonzero().squeeze(1), hidden);
+  return out.view({B, T, -1});
 }
 
 torch::Tensor Recommender::trainingLoss(const Batch& b) {
   const int64_t M = b.posIds.size(0);
   torch::Tensor users;  // [M, d]
   torch::Tensor targets;
-  if (sasrec_) {
+  if (sasrec_ && b.packed) {
+    const int64_t N = b.inputIds.size(0);
+    auto all = itemTower_->embed(torch::cat({b.inputIds, b.posIds, b.negIds}));
+    targets = all.narrow(0, N, 2 * M);
+    users = sasrec_->forwardPacked(all.narrow(0, 0, N), b.positions, b.seqOffsets, dropout_);
+  } else if (sasrec_) {
     const int64_t B = b.inputIds.size(0), T = b.inputIds.size(1);
     // One embedding lookup for inputs, positives and negatives: one dense gradient instead of three.
     auto all = itemTower_->embed(torch::cat({b.inputIds.view({-1}), b.posIds, b.negIds}));
@@ -55,6 +84,10 @@ torch::Tensor Recommender::trainingLoss(const Batch& b) {
 }
 
 torch::Tensor Recommender::userVectors(const Batch& b) {
+  if (sasrec_ && b.packed) {
+    auto hidden = sasrec_->forwardPacked(itemTower_->embed(b.inputIds), b.positions, b.seqOffsets, dropout_);
+    return hidden.index_select(0, b.lastToken);
+  }
   if (sasrec_) {
     auto hidden = sasrec_->forward(itemTower_->embed(b.inputIds), b.nonPad, dropout_);
     return hidden.select(1, hidden.size(1) - 1);

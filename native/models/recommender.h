@@ -31,11 +31,13 @@ class Recommender : public torch::nn::Module {
   ItemTower& itemTower() { return *itemTower_; }
   const ModelConfig& config() const { return config_; }
   const torch::Device& device() const { return device_; }
+  bool packed() const { return packed_; }
   Dropout& dropout() { return dropout_; }
 
  private:
   ModelConfig config_;
   torch::Device device_;
+  bool packed_ = false;
   Dropout dropout_;
   std::shared_ptr<ItemTower> itemTower_;
   std::shared_ptr<SASRecEncoder> sasrec_;

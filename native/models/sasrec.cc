@@ -13,6 +13,13 @@ SASRecEncoder::SASRecEncoder(int64_t maxLen, int64_t d, int64_t heads, int64_t b
   torch::nn::init::xavier_normal_(positionEmbedding_->weight);
 }
 
+torch::Tensor SASRecEncoder::forwardPacked(const torch::Tensor& itemVectors, const torch::Tensor& positions,
+                                           const torch::Tensor& seqOffsets, Dropout& drop) {
+  auto x = drop(layerNorm_->forward(itemVectors + positionEmbedding_->forward(positions)), p_, is_training());
+  for (auto& block : blocks_) x = block->forwardPacked(x, seqOffsets, drop);
+  return x;
+}
+
 torch::Tensor SASRecEncoder::forward(const torch::Tensor& itemVectors, const torch::Tensor& nonPad, Dropout& drop) {
   const int64_t B = itemVectors.size(0), T = itemVectors.size(1);
   TORCH_CHECK(T >= 1 && T <= maxLen_, "sequence window of width ", T, " exceeds maxLen ", maxLen_);

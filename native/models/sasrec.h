@@ -16,6 +16,10 @@ class SASRecEncoder : public torch::nn::Module {
   SASRecEncoder(int64_t maxLen, int64_t d, int64_t heads, int64_t blocks, double dropout, bool gelu);
   // itemVectors: [B, T, d]; nonPad: bool [B, T] -> hidden states [B, T, d]
   torch::Tensor forward(const torch::Tensor& itemVectors, const torch::Tensor& nonPad, Dropout& drop);
+  // Packed layout: itemVectors [tokens, d], positions int64 [tokens] (maxLen - n + j for token j of a
+  // sequence of n), seqOffsets int64 CPU [S + 1] -> hidden states [tokens, d].
+  torch::Tensor forwardPacked(const torch::Tensor& itemVectors, const torch::Tensor& positions,
+                              const torch::Tensor& seqOffsets, Dropout& drop);
   int64_t maxLen() const { return maxLen_; }
 
  private:

@@ -15,8 +15,13 @@ class TransformerBlock : public torch::nn::Module {
   TransformerBlock(int64_t d, int64_t heads, double dropout, bool gelu);
   // x: [B, T, d]; mask: additive [B, 1, T, T] (0 = attend, -1e9 = blocked)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, Dropout& drop);
+  // x: [tokens, d] of packed sequences delimited by seqOffsets (int64 CPU [S + 1]).
+  torch::Tensor forwardPacked(const torch::Tensor& x, const torch::Tensor& seqOffsets, Dropout& drop);
 
  private:
+  torch::Tensor qkvWeight() const;
+  // The rest of the block after attention: out-projection, residual + LayerNorm, FFN, residual + LayerNorm.
+  torch::Tensor afterAttention(const torch::Tensor& x, const torch::Tensor& context, Dropout& drop);
   int64_t d_, heads_;
   double p_;
   bool gelu_;

@@ -7,10 +7,14 @@
 namespace morec {
 
 struct Batch {
-  torch::Tensor inputIds;    // SASRec: int64 [B, T], left-padded with 0
-  torch::Tensor nonPad;      // SASRec: bool [B, T]
+  bool packed = false;       // SASRec layout: packed tokens or left-padded windows
+  torch::Tensor inputIds;    // SASRec: int64 [B, T] left-padded with 0; packed: int64 [tokens]
+  torch::Tensor nonPad;      // SASRec padded: bool [B, T]
+  torch::Tensor positions;   // SASRec packed: int64 [tokens], maxLen - n + j
+  torch::Tensor seqOffsets;  // SASRec packed: int64 [B + 1], always on the CPU
+  torch::Tensor lastToken;   // SASRec packed inference: int64 [B], index of each sequence's last token
   torch::Tensor userIds;     // DSSM: int64 [B]
-  torch::Tensor validIdx;    // training: int64 [M], flat index b * T + t of each non-padded position
+  torch::Tensor validIdx;    // training, padded: int64 [M], flat index b * T + t of each non-padded position
   torch::Tensor rowOfValid;  // training: int64 [M], the batch row b of each position (DSSM)
   torch::Tensor posIds;      // training: int64 [M], the next item (SASRec) / the interacted item (DSSM)
   torch::Tensor negIds;      // training: int64 [M], one sampled negative per position

@@ -18,6 +18,31 @@ Batch BatchBuilder::training(const int64_t* users, int64_t count, const Negative
                              std::mt19937_64& rng) const {
   Batch b;
   b.rows = count;
+  if (packed_) {
+    std::vector<int64_t> tokens, positions, offsets{0}, pos, neg, userIds(users, users + count);
+    std::vector<int32_t> seen;
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t u = users[r], n = trainingPositions(u), prefixLen = seqs_.length(u) - 2;
+      const int32_t* prefix = seqs_.begin(u);
+      NegativeSampler::setOf(prefix, prefixLen, seen);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t k = prefixLen - n + j;  // input prefix[k-1] predicts prefix[k]
+        tokens.push_back(prefix[k - 1]);
+        positions.push_back(maxLen_ - n + j);
+        pos.push_back(prefix[k]);
+        neg.push_back(sampler.draw(rng, seen));
+      }
+      offsets.push_back(int64_t(tokens.size()));
+    }
+    b.packed = true;
+    b.inputIds = longTensor(tokens);
+    b.positions = longTensor(positions);
+    b.seqOffsets = longTensor(offsets);
+    b.userIds = longTensor(userIds);
+    b.posIds = longTensor(pos);
+    b.negIds = longTensor(neg);
+    return b;
+  }
   int64_t T = 1;
   for (int64_t i = 0; i < count; ++i) T = std::max(T, trainingPositions(users[i]));
   std::vector<int64_t> input(sequential_ ? count * T : 0, 0), userIds(count), validIdx, rowOfValid, pos, neg;
@@ -65,6 +90,26 @@ Batch BatchBuilder::inference(const int64_t* users, int64_t count, int64_t holdO
   std::vector<int64_t> userIds(users, users + count);
   b.userIds = longTensor(userIds);
   if (!sequential_) return b;
+  if (packed_) {
+    std::vector<int64_t> tokens, positions, offsets{0}, last;
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t len = std::max<int64_t>(seqs_.length(users[r]) - holdOut, 0);
+      const int64_t n = std::min(maxLen_, len);
+      const int32_t* s = seqs_.begin(users[r]);
+      for (int64_t j = 0; j < n; ++j) {
+        tokens.push_back(s[len - n + j]);
+        positions.push_back(maxLen_ - n + j);
+      }
+      offsets.push_back(int64_t(tokens.size()));
+      last.push_back(int64_t(tokens.size()) - 1);
+    }
+    b.packed = true;
+    b.inputIds = longTensor(tokens);
+    b.positions = longTensor(positions);
+    b.seqOffsets = longTensor(offsets);
+    b.lastToken = longTensor(last);
+    return b;
+  }
   int64_t T = 1;
   for (int64_t i = 0; i < count; ++i)
     T = std::max(T, std::min(maxLen_, std::max<int64_t>(seqs_.length(users[i]) - holdOut, 0)));

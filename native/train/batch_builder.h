@@ -12,8 +12,9 @@ namespace morec {
 
 class BatchBuilder {
  public:
-  BatchBuilder(const SequenceData& seqs, int64_t maxLen, bool sequential)
-      : seqs_(seqs), maxLen_(maxLen), sequential_(sequential) {}
+  // sequential: SASRec windows (else DSSM rows); packed: SASRec tokens without padding.
+  BatchBuilder(const SequenceData& seqs, int64_t maxLen, bool sequential, bool packed)
+      : seqs_(seqs), maxLen_(maxLen), sequential_(sequential), packed_(sequential && packed) {}
 
   // Training rows of `users`: each user's training prefix is the sequence without its last two items.
   // SASRec: input = prefix[:-1], positives = prefix[1:] (last maxLen); DSSM: positives = last maxLen of the
@@ -30,6 +31,7 @@ class BatchBuilder {
   const SequenceData& seqs_;
   int64_t maxLen_;
   bool sequential_;
+  bool packed_;
 };
 
 }  // namespace morec

@@ -44,7 +44,7 @@ EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt,
   model_.dropout().reseed(mix(epochSeed, 1));
   std::mt19937_64 shuffleRng(mix(epochSeed, 2)), negativeRng(mix(epochSeed, 3));
 
-  const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec");
+  const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec", model_.packed());
   const NegativeSampler sampler(cfg.numItems);
   std::vector<int64_t> users;
   for (int64_t u = 0; u < seqs.users(); ++u)
