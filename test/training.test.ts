@@ -102,14 +102,14 @@ test('packed and padded layouts train identically without dropout (hand-written 
   };
   const packed = await run('packed');
   const padded = await run('padded');
-  for (let i = 0; i < 2; i++) assert.ok(Math.abs(packed.losses[i] - padded.losses[i]) < 1e-4, `${packed.losses} vs ${padded.losses}`);
+  for (let i = 0; i < 2; i++) assert.ok(Math.abs(packed.losses[i] - padded.losses[i]) < 1e-5, `${packed.losses} vs ${padded.losses}`);
   let maxDiff = 0;
   for (const [name, t] of Object.entries(packed.params)) {
     const other = padded.params[name].data;
     for (let i = 0; i < t.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(t.data[i] - other[i]));
   }
-  // 2 epochs x 8 AdamW steps of lr 3e-3 move weights by ~5e-2; float reordering stays far below that.
-  assert.ok(maxDiff < 2e-3, `max parameter difference ${maxDiff}`);
+  // 2 epochs x 8 AdamW steps of lr 3e-3 move weights by ~5e-2; float reordering (measured ~1e-6) stays far below.
+  assert.ok(maxDiff < 1e-4, `max parameter difference ${maxDiff}`);
   console.log(`# packed vs padded: losses ${packed.losses} vs ${padded.losses}, max parameter difference ${maxDiff}`);
   const agree = packed.ranks.filter((r, i) => r === padded.ranks[i]).length;
   assert.ok(agree / packed.ranks.length > 0.9, `ranks agree for ${agree} of ${packed.ranks.length}`);
