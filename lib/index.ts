@@ -7,3 +7,6 @@ export { readSafetensors, writeSafetensors } from './io/safetensors';
 export { loadAddon } from './native';
 export { popularityRanks } from './popularity';
 export { readUserLines } from './data/user_lines';
+export { fit, FitOptions, FitResult, EpochReport } from './train/fit';
+export { generateSyntheticWorld, SyntheticOptions, SyntheticWorld } from './data/synthetic';
+export { preprocess, PreprocessOptions, Preprocessed } from './data/preprocess';

@@ -103,8 +103,9 @@ const root = path.resolve(__dirname, '..', '..');
 
 /** Where the addon may be, in the order tried: an explicit path, a prebuilt for this platform, local builds. */
 export function addonCandidates(): string[] {
+  // An explicit MOREC_ADDON is the only candidate, so a test of that binary cannot silently use another.
+  if (process.env.MOREC_ADDON) return [path.resolve(process.env.MOREC_ADDON)];
   const list: string[] = [];
-  if (process.env.MOREC_ADDON) list.push(path.resolve(process.env.MOREC_ADDON));
   list.push(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'morec.node'));
   list.push(path.join(root, 'build', 'Release', 'morec.node'));
   list.push(path.join(root, 'build', 'morec.node'));

@@ -143,7 +143,8 @@ static Napi::Object namedTensors(Napi::Env env, const std::vector<std::pair<std:
   for (const auto& [name, t] : tensors) {
     Napi::Object entry = Napi::Object::New(env);
     entry.Set("shape", shapeOf(env, t));
-    entry.Set("data", tensorToTypedArray(env, t.to(torch::kFloat)));
+    // A copy: the arrays are snapshots, not views of weights that later training would change.
+    entry.Set("data", tensorToTypedArray(env, t.detach().to(torch::kCPU, torch::kFloat, false, true)));
     out.Set(name, entry);
   }
   return out;

@@ -1,17 +1,8 @@
 /** Small deterministic helpers shared by the test suites. */
 import { Sequences } from '../lib';
+import { seededRandom } from '../lib/util/random';
 
-/** mulberry32: a tiny seeded PRNG, independent of the native core's RNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as rng } from '../lib/util/random';
 
 /**
  * Planted structure: items form one long chain 1 -> 2 -> ... -> N -> 1; each user starts at a random item
@@ -19,7 +10,7 @@ export function rng(seed: number): () => number {
  * popularity is flat, so a popularity ranking is near chance.
  */
 export function chainWorld(users: number, numItems: number, seed: number): Sequences {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const seqs: number[][] = [];
   for (let u = 0; u < users; u++) {
     const len = 6 + Math.floor(r() * 10);
