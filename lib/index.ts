@@ -10,3 +10,4 @@ export { readUserLines } from './data/user_lines';
 export { fit, FitOptions, FitResult, EpochReport } from './train/fit';
 export { generateSyntheticWorld, SyntheticOptions, SyntheticWorld } from './data/synthetic';
 export { preprocess, PreprocessOptions, Preprocessed } from './data/preprocess';
+export { runStudy, formatTable, MODEL_PRESETS, StudyOptions, ResultRow } from './study';

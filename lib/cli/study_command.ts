@@ -1,0 +1,43 @@
+/** `node train.js` / `morec study`: the default IDRec-vs-MoRec study. */
+import yargs from 'yargs';
+import { MorecError } from '../errors';
+import { formatTable, MODEL_PRESETS, runStudy } from '../study';
+
+export async function studyMain(argv: string[], scriptName = 'node train.js'): Promise<number> {
+  const args = await yargs(argv)
+    .scriptName(scriptName)
+    .usage('$0 [options]\n\nTrains each model to early stop on validation HR@10, tests the best weights, prints a table and writes results.json.')
+    .option('dataset', { type: 'string', default: 'synthetic', describe: "'synthetic' (embedded, generated from --seed) or a path to a data set" })
+    .option('models', { type: 'string', default: Object.keys(MODEL_PRESETS).join(','), describe: `comma-separated: ${Object.keys(MODEL_PRESETS).join(', ')}` })
+    .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs per model' })
+    .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
+    .option('max-len', { type: 'number', default: 20, describe: 'SASRec window L (users keep their last L + 3 items)' })
+    .option('out', { type: 'string', default: 'runs/study', describe: 'folder for results.json' })
+    .option('seed', { type: 'number', default: 42 })
+    .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
+    .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
+    .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'print only the table' })
+    .strict()
+    .fail((msg, err) => {
+      throw err ?? new MorecError('EINVAL', msg);
+    })
+    .help()
+    .parseAsync();
+  const log = args.quiet ? undefined : (line: string) => console.log(line);
+  const rows = await runStudy({
+    dataset: args.dataset,
+    models: args.models.split(',').map((s) => s.trim()).filter(Boolean),
+    epochs: args.epochs,
+    patience: args.patience,
+    maxLen: args['max-len'],
+    out: args.out,
+    seed: args.seed,
+    scale: args.scale,
+    threads: args.threads,
+    log,
+  });
+  console.log('');
+  console.log(formatTable(rows));
+  console.log(`\nresults: ${args.out}/results.json`);
+  return 0;
+}
