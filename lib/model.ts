@@ -101,6 +101,27 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   return { threads: os.availableParallelism(), ...c } as Partial<NativeModelConfig>;
 }
 
+function validateEpochOptions(o: EpochOptions): EpochOptions {
+  if (typeof o !== 'object' || o === null) throw invalid('an options object', 'options', o);
+  if (o.epoch !== undefined) nonNegativeInt(o.epoch, 'epoch');
+  if (o.batchSize !== undefined) positiveInt(o.batchSize, 'batchSize');
+  for (const k of ['lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay'] as const) if (o[k] !== undefined) numberIn(o[k], k, 0, 10);
+  if (o.gradAccum !== undefined) positiveInt(o.gradAccum, 'gradAccum');
+  if (o.bucketByLength !== undefined && typeof o.bucketByLength !== 'boolean') throw invalid('a boolean', 'bucketByLength', o.bucketByLength);
+  if (o.maxBatches !== undefined) nonNegativeInt(o.maxBatches, 'maxBatches');
+  if (o.progressEvery !== undefined) positiveInt(o.progressEvery, 'progressEvery');
+  return o;
+}
+
+function validateEvaluateOptions(o: EvaluateOptions): EvaluateOptions {
+  if (typeof o !== 'object' || o === null) throw invalid('an options object', 'options', o);
+  if (o.split !== undefined) oneOf(o.split, 'split', ['valid', 'test'] as const);
+  if (o.mode !== undefined) oneOf(o.mode, 'mode', ['full', 'sampled'] as const);
+  for (const k of ['numNegatives', 'batchSize', 'chunkRows'] as const) if (o[k] !== undefined) positiveInt(o[k], k);
+  if (o.seed !== undefined) nonNegativeInt(o.seed, 'seed');
+  return o;
+}
+
 function checkSequences(seqs: unknown, numItems: number): Sequences {
   if (!(seqs instanceof Sequences)) throw invalid('a Sequences object', 'sequences', seqs);
   if (seqs.numItems !== numItems)
@@ -132,6 +153,8 @@ export class Model {
   /** One training epoch; resolves the mean loss and counts. onProgress(batchesDone, batchesTotal, runningLoss). */
   async trainEpoch(seqs: Sequences, options: EpochOptions = {}, onProgress?: (done: number, total: number, loss: number) => void): Promise<EpochResult> {
     checkSequences(seqs, this.config.numItems);
+    validateEpochOptions(options);
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
     try {
       return await this.native.trainEpoch(seqs.native, options, onProgress);
     } catch (e) {
@@ -142,6 +165,8 @@ export class Model {
   /** 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics(). */
   async evaluate(seqs: Sequences, options: EvaluateOptions = {}, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
     checkSequences(seqs, this.config.numItems);
+    validateEvaluateOptions(options);
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
     try {
       return await this.native.evaluate(seqs.native, options, onProgress);
     } catch (e) {
