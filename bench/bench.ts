@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadAddon, metrics, Model, readUserLines } from '../lib';
+import { loadAddon, loadRaw, metrics, Model, Sequences } from '../lib';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -44,7 +44,8 @@ function runReference(): Row | undefined {
 }
 
 async function runMorec(sequenceLayout: 'packed' | 'padded'): Promise<Row> {
-  const { sequences } = readUserLines(data);
+  const raw = await loadRaw(data);
+  const sequences = new Sequences(raw.offsets, raw.items, raw.itemIds.length);
   const model = Model.create({ backbone: 'sasrec', numItems: sequences.numItems, d: 64, blocks: 2, heads: 2, maxLen: 50, dropout: 0.1, threads, seed: 1, sequenceLayout });
   const r = await model.trainEpoch(sequences, { batchSize: 128, lr: 1e-3, weightDecay: 0.1, maxBatches: steps });
   const t0 = process.hrtime.bigint();

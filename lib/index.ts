@@ -6,7 +6,7 @@ export { metrics, Metrics } from './metrics';
 export { readSafetensors, writeSafetensors } from './io/safetensors';
 export { loadAddon } from './native';
 export { popularityRanks } from './popularity';
-export { readUserLines } from './data/user_lines';
+export { prepareDataset, loadRaw, Dataset, PrepareOptions, defaultCacheDir } from './data/dataset';
 export { fit, FitOptions, FitResult, EpochReport } from './train/fit';
 export { generateSyntheticWorld, SyntheticOptions, SyntheticWorld } from './data/synthetic';
 export { preprocess, PreprocessOptions, Preprocessed } from './data/preprocess';

@@ -5,13 +5,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from './errors';
-import { generateSyntheticWorld } from './data/synthetic';
-import { preprocess } from './data/preprocess';
-import { readUserLines } from './data/user_lines';
+import { prepareDataset } from './data/dataset';
 import { Model, ModelConfig } from './model';
 import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
-import { Sequences } from './sequences';
 import { fit, FitOptions } from './train/fit';
 
 export interface ModelPreset {
@@ -51,6 +48,8 @@ export interface StudyOptions {
   seed?: number;
   threads?: number;
   scale?: number;
+  /** Prepared-dataset cache folder (default $MOREC_CACHE or ~/.cache/morec); false = no cache. */
+  cacheDir?: string | false;
   log?: (line: string) => void;
 }
 
@@ -73,32 +72,6 @@ export interface ResultRow {
   seed: number;
 }
 
-export interface LoadedDataset {
-  name: string;
-  sequences: Sequences;
-}
-
-export function loadStudyDataset(dataset: string, options: { seed: number; maxLen: number; scale: number }): LoadedDataset {
-  let raw: Sequences;
-  let name: string;
-  if (dataset === 'synthetic') {
-    raw = generateSyntheticWorld({ seed: options.seed, scale: options.scale }).sequences;
-    name = `synthetic(seed=${options.seed},scale=${options.scale})`;
-  } else {
-    let file = path.resolve(dataset);
-    if (!fs.existsSync(file)) throw new MorecError('EINVAL', `Expected 'synthetic' or an existing path for dataset but received '${dataset}'`);
-    if (fs.statSync(file).isDirectory()) {
-      const txt = fs.readdirSync(file).filter((f) => f.endsWith('.txt'));
-      if (txt.length !== 1)
-        throw new MorecError('EINVAL', `${file}: expected one '<name>.txt' file of 'user item item ...' lines in the folder, found ${txt.length}`);
-      file = path.join(file, txt[0]);
-    }
-    raw = readUserLines(file).sequences;
-    name = path.basename(file).replace(/\.[^.]+$/, '');
-  }
-  return { name, sequences: preprocess(raw, { minSeqLen: 5, maxLen: options.maxLen }).sequences };
-}
-
 export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]> {
   const log = options.log ?? (() => {});
   const seed = options.seed ?? 42;
@@ -106,9 +79,14 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   const models = options.models ?? Object.keys(MODEL_PRESETS);
   for (const m of models)
     if (!MODEL_PRESETS[m]) throw new MorecError('EINVAL', `Expected models from ${Object.keys(MODEL_PRESETS).join(', ')} but received '${m}'`);
-  const data = loadStudyDataset(options.dataset ?? 'synthetic', { seed, maxLen, scale: options.scale ?? 1 });
+  const data = await prepareDataset(options.dataset ?? 'synthetic', {
+    minSeqLen: 5,
+    maxLen,
+    synthetic: { seed, scale: options.scale ?? 1 },
+    cacheDir: options.cacheDir,
+  });
   const seqs = data.sequences;
-  log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items, ${seqs.items.length} interactions (users with >= 5, last ${maxLen + 3} kept)`);
+  log(`dataset ${data.name} (${data.format}): ${seqs.users} users, ${seqs.numItems} items, ${seqs.items.length} interactions (users with >= 5, last ${maxLen + 3} kept)`);
   const pop = metrics(popularityRanks(seqs, 'test'));
   log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);
   const rows: ResultRow[] = [];
@@ -140,7 +118,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
       backbone: preset.backbone,
       itemTower: preset.itemTower,
       paradigm: preset.paradigm,
-      dataset: data.name,
+      dataset: data.name === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})` : data.name,
       split: 'test',
       'HR@10': result.test['HR@10'],
       'NDCG@10': result.test['NDCG@10'],
