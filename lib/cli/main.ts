@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+/** The morec command line: train, eval, data, study. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import yargs, { Argv } from 'yargs';
+import { prepareDataset } from '../data/dataset';
+import { MorecError } from '../errors';
+import { metrics } from '../metrics';
+import { Model, ModelConfig } from '../model';
+import { loadAddon } from '../native';
+import { popularityRanks } from '../popularity';
+import { fit } from '../train/fit';
+import { writeAtomic } from '../io/safetensors';
+import { ProgressBar } from './progress';
+import { studyMain } from './study_command';
+
+function dataOptions<T>(y: Argv<T>) {
+  return y
+    .option('dataset', { type: 'string', default: 'synthetic', describe: "'synthetic' or a path to a data set (file or folder)" })
+    .option('max-len', { type: 'number', default: 20, describe: 'window L; users keep their last L + 3 items' })
+    .option('min-seq-len', { type: 'number', default: 5, describe: 'drop users with fewer interactions' })
+    .option('seed', { type: 'number', default: 42, describe: 'seed of training and of the synthetic world' })
+    .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
+    .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'no progress output' });
+}
+
+interface TrainConfig {
+  name?: string;
+  dataset: string;
+  maxLen: number;
+  minSeqLen: number;
+  seed: number;
+  scale: number;
+  model: Partial<ModelConfig> & { backbone: 'sasrec' | 'dssm' };
+  train: { batchSize: number; lr: number; weightDecay: number; epochs: number; patience: number; gradAccum: number };
+  threads?: number;
+}
+
+async function train(args: Record<string, unknown>): Promise<void> {
+  let cfg: TrainConfig = {
+    dataset: args.dataset as string,
+    maxLen: args['max-len'] as number,
+    minSeqLen: args['min-seq-len'] as number,
+    seed: args.seed as number,
+    scale: args.scale as number,
+    model: {
+      backbone: args.backbone as 'sasrec' | 'dssm',
+      d: args.d as number,
+      blocks: args.blocks as number,
+      heads: args.heads as number,
+      dropout: args.dropout as number,
+      dssmDepth: args['dssm-depth'] as number,
+    },
+    train: {
+      batchSize: args['batch-size'] as number,
+      lr: args.lr as number,
+      weightDecay: args['weight-decay'] as number,
+      epochs: args.epochs as number,
+      patience: args.patience as number,
+      gradAccum: args['grad-accum'] as number,
+    },
+    threads: args.threads as number | undefined,
+  };
+  if (args.config) {
+    const file = path.resolve(args.config as string);
+    let fromFile: Partial<TrainConfig>;
+    try {
+      fromFile = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new MorecError('EINVAL', `${file}: cannot read the config (${(e as Error).message})`);
+    }
+    cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
+  }
+  const name = (args.name as string | undefined) ?? cfg.name ?? `${cfg.model.backbone}-id-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const runDir = path.resolve(args['runs-dir'] as string, name);
+  const bar = new ProgressBar(args.quiet as boolean);
+  const data = await prepareDataset(cfg.dataset, {
+    maxLen: cfg.maxLen,
+    minSeqLen: cfg.minSeqLen,
+    synthetic: { seed: cfg.seed, scale: cfg.scale },
+    onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
+  });
+  const seqs = data.sequences;
+  bar.log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
+  fs.mkdirSync(runDir, { recursive: true });
+  const model = Model.create({ ...cfg.model, numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads });
+  writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify({ ...cfg, name, model: model.config, dataFingerprint: data.fingerprint }, null, 2) + '\n')]);
+  const metricsFile = path.join(runDir, 'metrics.jsonl');
+  fs.writeFileSync(metricsFile, '');
+  const result = await fit(model, seqs, {
+    batchSize: cfg.train.batchSize,
+    lr: cfg.train.lr,
+    weightDecay: cfg.train.weightDecay,
+    gradAccum: cfg.train.gradAccum,
+    maxEpochs: cfg.train.epochs,
+    patience: cfg.train.patience,
+    onBatch: (epoch, done, total, loss) => bar.update(`epoch ${epoch + 1}`, done, total, `loss ${loss.toFixed(4)}`),
+    onEpoch: (e) => {
+      const line = { epoch: e.epoch + 1, loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
+      fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
+      bar.log(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)}${e.best ? ' (best)' : ''}`);
+    },
+    onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
+  });
+  const results = { name, dataset: data.name, fingerprint: data.fingerprint, bestEpoch: result.bestEpoch + 1, epochs: result.epochs, valid: result.valid, test: result.test, seconds: result.seconds, protocol: 'leave-one-out, full ranking over all items, history masked' };
+  writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
+  console.log(JSON.stringify({ name, 'test HR@10': result.test['HR@10'], 'test NDCG@10': result.test['NDCG@10'], bestEpoch: result.bestEpoch + 1, runDir }));
+}
+
+async function evaluate(args: Record<string, unknown>): Promise<void> {
+  const runDir = path.resolve(args.run as string);
+  const ckpt = fs.existsSync(path.join(runDir, 'checkpoint', 'checkpoint.json')) ? path.join(runDir, 'checkpoint') : runDir;
+  const configFile = path.join(runDir, 'config.json');
+  const runConfig: Partial<TrainConfig> = fs.existsSync(configFile) ? JSON.parse(fs.readFileSync(configFile, 'utf8')) : {};
+  const dataset = (args.dataset as string | undefined) ?? runConfig.dataset;
+  if (!dataset) throw new MorecError('EINVAL', `${runDir}: no config.json naming the dataset; pass --dataset`);
+  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {});
+  const data = await prepareDataset(dataset, {
+    maxLen: runConfig.maxLen ?? model.config.maxLen,
+    minSeqLen: runConfig.minSeqLen ?? 5,
+    synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
+  });
+  if (data.sequences.numItems !== model.config.numItems)
+    throw new MorecError('EINVAL', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
+  const bar = new ProgressBar(args.quiet as boolean);
+  const mode = args.mode as 'full' | 'sampled';
+  const ranks = await model.evaluate(data.sequences, { split: args.split as 'valid' | 'test', mode, numNegatives: args.negatives as number, seed: 0 }, (d, t) => bar.update('evaluating', d, t));
+  const m = metrics(ranks, [5, 10, 20], mode === 'sampled' ? `(sampled${args.negatives})` : '');
+  console.log(JSON.stringify({ checkpoint: ckpt, dataset: data.name, split: args.split, mode, ...m }, null, 2));
+}
+
+async function dataCommand(args: Record<string, unknown>): Promise<void> {
+  const bar = new ProgressBar(args.quiet as boolean);
+  const data = await prepareDataset(args.dataset as string, {
+    maxLen: args['max-len'] as number,
+    minSeqLen: args['min-seq-len'] as number,
+    synthetic: { seed: args.seed as number, scale: args.scale as number },
+    onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
+  });
+  const s = data.sequences;
+  const lengths = Array.from({ length: s.users }, (_, u) => s.offsets[u + 1] - s.offsets[u]).sort((a, b) => a - b);
+  const q = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(p * a.length))];
+  const pops = Array.from(data.popularity.subarray(1)).sort((a, b) => a - b);
+  const cold = pops.filter((p) => p < 10).length;
+  const pop = metrics(popularityRanks(s, 'test'));
+  const summary = {
+    dataset: data.name,
+    format: data.format,
+    fingerprint: data.fingerprint,
+    cache: data.cacheDir,
+    users: s.users,
+    items: s.numItems,
+    interactions: s.items.length,
+    density: s.items.length / (s.users * s.numItems),
+    sequenceLength: { min: lengths[0], median: q(lengths, 0.5), p90: q(lengths, 0.9), max: lengths[lengths.length - 1], mean: s.items.length / s.users },
+    trainingPopularity: { min: pops[0], median: q(pops, 0.5), p90: q(pops, 0.9), max: pops[pops.length - 1], coldItems: cold, coldShare: cold / pops.length },
+    hasText: !!data.text,
+    hasImages: !!data.image,
+    popularityBaseline: { 'test HR@10': pop['HR@10'], 'test NDCG@10': pop['NDCG@10'] },
+  };
+  console.log(JSON.stringify(summary, null, 2));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName('morec')
+    .usage('$0 <command> [options]')
+    .command('train', 'train one model to early stop; writes runs/<name>/ (config.json, metrics.jsonl, checkpoint/, results.json)', (y) =>
+      dataOptions(y)
+        .option('config', { type: 'string', describe: 'JSON file with {dataset, maxLen, seed, model: {...}, train: {...}}; overrides flags' })
+        .option('name', { type: 'string', describe: 'run name (default: backbone + time)' })
+        .option('runs-dir', { type: 'string', default: 'runs', describe: 'parent folder of run folders' })
+        .option('backbone', { choices: ['sasrec', 'dssm'] as const, default: 'sasrec' as const })
+        .option('d', { type: 'number', default: 64, describe: 'embedding size' })
+        .option('blocks', { type: 'number', default: 2, describe: 'SASRec blocks' })
+        .option('heads', { type: 'number', default: 2, describe: 'SASRec attention heads' })
+        .option('dropout', { type: 'number', default: 0.1 })
+        .option('dssm-depth', { type: 'number', default: 0, describe: 'DSSM user MLP depth' })
+        .option('batch-size', { type: 'number', default: 128 })
+        .option('lr', { type: 'number', default: 1e-3 })
+        .option('weight-decay', { type: 'number', default: 0.1 })
+        .option('grad-accum', { type: 'number', default: 1, describe: 'batches per optimizer step' })
+        .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs' })
+        .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
+        .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' }),
+      (a) => train(a),
+    )
+    .command('eval', 'evaluate a run or checkpoint on a split', (y) =>
+      y
+        .option('run', { type: 'string', demandOption: true, describe: 'run folder (runs/<name>) or checkpoint folder' })
+        .option('dataset', { type: 'string', describe: "data set (default: the run's)" })
+        .option('split', { choices: ['valid', 'test'] as const, default: 'test' as const })
+        .option('mode', { choices: ['full', 'sampled'] as const, default: 'full' as const, describe: 'full ranking, or against sampled negatives' })
+        .option('negatives', { type: 'number', default: 100, describe: 'negatives per user in sampled mode' })
+        .option('threads', { type: 'number' })
+        .option('quiet', { type: 'boolean', default: false, alias: 'q' }),
+      (a) => evaluate(a),
+    )
+    .command('data', 'prepare a data set (cached) and print its summary: counts, lengths, popularity', (y) => dataOptions(y), (a) => dataCommand(a))
+    .command('study', 'the default study (same as node train.js; see morec study --help)', (y) => y.help(false).version(false).strict(false), async () => {
+      await studyMain(argv.slice(1), 'morec study');
+    })
+    .command('info', 'libtorch version, threads, CUDA', () => {}, () => console.log(JSON.stringify(loadAddon().torchInfo(), null, 2)))
+    .demandCommand(1, 'Expected a command: train, eval, data, study or info')
+    .strict()
+    .fail((msg, err) => {
+      throw err ?? new MorecError('EINVAL', msg);
+    })
+    .help()
+    .parseAsync();
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((err) => {
+    console.error(`${err.code ? err.code + ': ' : ''}${err.message}`);
+    process.exit(1);
+  });
+}
