@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const cli = path.resolve(__dirname, '..', 'lib', 'cli', 'main.js');
+const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-cli-cache-'));
+
+function morec(...args: string[]) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, MOREC_CACHE: cache } });
+}
+
+test('morec --help lists every command; each command documents its options', () => {
+  const help = morec('--help');
+  assert.equal(help.status, 0);
+  for (const c of ['train', 'eval', 'data', 'study', 'info']) assert.match(help.stdout, new RegExp(`morec ${c}`));
+  const trainHelp = morec('train', '--help').stdout;
+  for (const o of ['--dataset', '--backbone', '--d', '--lr', '--epochs', '--patience', '--config', '--name', '--runs-dir', '--quiet', '--threads'])
+    assert.ok(trainHelp.includes(o), o);
+  assert.ok(morec('eval', '--help').stdout.includes('--split'));
+});
+
+test('morec train writes a run folder whose checkpoint morec eval reproduces exactly', () => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-runs-'));
+  const r = morec('train', '--scale', '0.25', '--epochs', '3', '--name', 'r1', '--runs-dir', runs, '--quiet', '--threads', '2');
+  assert.equal(r.status, 0, r.stderr);
+  const dir = path.join(runs, 'r1');
+  for (const f of ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint/model.safetensors', 'checkpoint/checkpoint.json']) assert.ok(fs.existsSync(path.join(dir, f)), f);
+  const lines = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 3);
+  for (const l of lines) for (const k of ['epoch', 'loss', 'valid HR@10', 'valid NDCG@10', 'trainSeconds']) assert.ok(k in l, k);
+  const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  const ev = morec('eval', '--run', dir, '--quiet');
+  assert.equal(ev.status, 0, ev.stderr);
+  const m = JSON.parse(ev.stdout);
+  assert.equal(m['HR@10'], results.test['HR@10']);
+  assert.equal(m['NDCG@10'], results.test['NDCG@10']);
+});
+
+test('morec data summarises a data set', () => {
+  const r = morec('data', '--dataset', path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'amazon-scientific'), '--quiet');
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout);
+  assert.equal(s.users, 2928);
+  assert.equal(s.format, 'amazon-atomic');
+  assert.equal(s.hasText, true);
+  assert.ok(s.sequenceLength.min >= 5);
+});
+
+test('argument errors are one clear line and exit code 1', () => {
+  const bad = morec('train', '--d', '-3', '--quiet');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^EINVAL: Expected a positive integer for d but received -3$/m);
+  const none = morec();
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /Expected a command/);
+  const badConfig = morec('train', '--config', '/nonexistent.json', '--quiet');
+  assert.equal(badConfig.status, 1);
+  assert.match(badConfig.stderr, /nonexistent\.json: cannot read the config/);
+});
