@@ -139,3 +139,17 @@ test('the synthetic world is deterministic per seed and different across seeds',
   const cold = a.items.filter((i) => i.cold).length / a.items.length;
   assert.ok(cold > 0.1 && cold < 0.3, `cold share ${cold}`);
 });
+
+test('the synthetic world ships an image per item: 64x64 PNGs, identical per seed, topic colour dominant', async () => {
+  const sharp = (await import('sharp')).default;
+  const cacheDir = tmpdir();
+  const d = await prepareDataset('synthetic', { synthetic: { seed: 3, scale: 0.1 }, cacheDir });
+  assert.ok(d.image && d.image.length === d.sequences.numItems && d.image.every((p) => p && fs.existsSync(p)));
+  const meta = await sharp(d.image[0] as string).metadata();
+  assert.equal(meta.width, 64);
+  assert.equal(meta.height, 64);
+  assert.equal(meta.format, 'png');
+  const again = await prepareDataset('synthetic', { synthetic: { seed: 3, scale: 0.1 }, cacheDir: tmpdir() });
+  assert.ok(fs.readFileSync(again.image![0] as string).equals(fs.readFileSync(d.image[0] as string)));
+  assert.ok(d.text && d.text.every((t) => typeof t === 'string' && t.split(' ').length >= 5));
+});

@@ -17,6 +17,7 @@ import { loadUserLines } from './loaders/user_lines';
 import { preprocess } from './preprocess';
 import { Progress, RawData } from './raw';
 import { generateSyntheticWorld, SyntheticOptions } from './synthetic';
+import { renderSyntheticImages } from './synthetic_images';
 
 const CACHE_VERSION = 1;
 
@@ -57,12 +58,17 @@ export function defaultCacheDir(): string {
 export async function loadRaw(source: string, options: PrepareOptions = {}): Promise<RawData> {
   if (source === 'synthetic') {
     const world = generateSyntheticWorld(options.synthetic);
+    // Images are generated on first use into the cache (or a temp folder when caching is off).
+    const root = options.cacheDir === false ? os.tmpdir() : options.cacheDir ?? defaultCacheDir();
+    const key = crypto.createHash('sha256').update(JSON.stringify(world.options)).digest('hex').slice(0, 16);
+    const image = await renderSyntheticImages(world.items, path.join(root, 'synthetic-images', key), world.options.seed);
     return {
       userIds: world.userIds,
       offsets: world.sequences.offsets,
       items: world.sequences.items,
       itemIds: world.items.map((i) => i.id),
       text: world.items.map((i) => i.title),
+      image,
       format: 'synthetic',
       files: [],
     };
