@@ -7,62 +7,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { invalid, MorecError, toMorecError } from './errors';
 import { readSafetensors, writeAtomic, writeSafetensors } from './io/safetensors';
-import { loadAddon, NamedTensor, NativeEpochResult, NativeModel, NativeModelConfig } from './native';
+import { loadAddon, NamedTensor, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
 import { nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
 
 export type Backbone = 'sasrec' | 'dssm';
 
-export interface ModelConfig {
-  backbone: Backbone;
-  /** Item tower: 'id' (learned ID embeddings). */
-  itemTower?: 'id';
-  /** Items are 1..numItems; 0 is padding. */
-  numItems: number;
-  /** DSSM only: number of users (user-ID embedding rows). */
-  numUsers?: number;
-  d?: number;
-  blocks?: number;
-  heads?: number;
-  maxLen?: number;
-  dropout?: number;
-  activation?: 'relu' | 'gelu';
-  dssmDepth?: number;
-  seed?: number;
-  /** Intra-op threads; default: all cores. */
-  threads?: number;
-  /** 'cpu' (default) or 'cuda' / 'cuda:N' with a CUDA build of libtorch. */
-  device?: string;
-  /** SASRec batches: 'packed' (no padding; CPU), 'padded' (any device), 'auto' (packed on CPU). */
-  sequenceLayout?: 'auto' | 'packed' | 'padded';
-}
-
-export interface EpochOptions {
-  epoch?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  encoderLr?: number;
-  encoderWeightDecay?: number;
-  gradAccum?: number;
-  /** Put users of similar length into the same batch: far fewer padded positions, same expected gradient. */
-  bucketByLength?: boolean;
-  /** Stop after this many batches (benchmarks). */
-  maxBatches?: number;
-  progressEvery?: number;
-}
-
+/** A model's configuration: backbone and numItems are required, the rest has defaults (see NativeModelConfig). */
+export type ModelConfig = Partial<NativeModelConfig> & Pick<NativeModelConfig, 'backbone' | 'numItems'>;
+export type EpochOptions = NativeEpochOptions;
 export type EpochResult = NativeEpochResult;
-
-export interface EvaluateOptions {
-  split?: 'valid' | 'test';
-  /** 'full': rank against all items (the paper's protocol); 'sampled': against numNegatives sampled items. */
-  mode?: 'full' | 'sampled';
-  numNegatives?: number;
-  seed?: number;
-  batchSize?: number;
-  chunkRows?: number;
-}
+export type EvaluateOptions = NativeEvalOptions;
 
 export interface CheckpointInfo {
   format: 'morec-checkpoint';

@@ -8,8 +8,11 @@ import { MorecError } from './errors';
 
 export interface NativeModelConfig {
   backbone: 'sasrec' | 'dssm';
+  /** Item tower: 'id' (learned ID embeddings). */
   itemTower: 'id';
+  /** Items are 1..numItems; 0 is padding. */
   numItems: number;
+  /** DSSM only: number of users (user-ID embedding rows). */
   numUsers: number;
   d: number;
   blocks: number;
@@ -17,10 +20,14 @@ export interface NativeModelConfig {
   maxLen: number;
   dropout: number;
   activation: 'relu' | 'gelu';
+  /** DSSM user MLP depth (0 = the embedding itself). */
   dssmDepth: number;
   seed: number;
+  /** Intra-op threads; default: all cores. */
   threads: number;
+  /** 'cpu' (default) or 'cuda' / 'cuda:N' with a CUDA build of libtorch. */
   device: string;
+  /** SASRec batches: 'packed' (no padding; CPU), 'padded' (any device), 'auto' (packed on CPU). */
   sequenceLayout: 'auto' | 'packed' | 'padded';
 }
 
@@ -32,7 +39,9 @@ export interface NativeEpochOptions {
   encoderLr?: number;
   encoderWeightDecay?: number;
   gradAccum?: number;
+  /** Put users of similar length into the same batch (fewer padded positions in the padded layout). */
   bucketByLength?: boolean;
+  /** Stop after this many batches (benchmarks). */
   maxBatches?: number;
   progressEvery?: number;
 }
@@ -49,6 +58,7 @@ export interface NativeEpochResult {
 
 export interface NativeEvalOptions {
   split?: 'valid' | 'test';
+  /** 'full': rank against all items (the paper's protocol); 'sampled': against numNegatives sampled items. */
   mode?: 'full' | 'sampled';
   numNegatives?: number;
   seed?: number;

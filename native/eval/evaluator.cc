@@ -13,12 +13,7 @@ namespace morec {
 std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
                                       const std::function<void(int64_t, int64_t)>& progress) {
   const auto& cfg = model.config();
-  if (seqs.numItems != cfg.numItems)
-    throw invalidArg("the sequences were built for " + std::to_string(seqs.numItems) +
-                     " items but the model has numItems " + std::to_string(cfg.numItems));
-  if (cfg.backbone == "dssm" && seqs.users() > cfg.numUsers)
-    throw invalidArg("the sequences hold " + std::to_string(seqs.users()) + " users but the dssm model has numUsers " +
-                     std::to_string(cfg.numUsers));
+  model.checkSequences(seqs);
   useThreads(cfg.threads);
   torch::NoGradGuard noGrad;
   model.eval();

@@ -28,6 +28,15 @@ Recommender::Recommender(const ModelConfig& config) : config_(config), device_(p
   to(device_);
 }
 
+void Recommender::checkSequences(const SequenceData& seqs) const {
+  if (seqs.numItems != config_.numItems)
+    throw invalidArg("the sequences were built for " + std::to_string(seqs.numItems) +
+                     " items but the model has numItems " + std::to_string(config_.numItems));
+  if (config_.backbone == "dssm" && seqs.users() > config_.numUsers)
+    throw invalidArg("the sequences hold " + std::to_string(seqs.users()) + " users but the dssm model has numUsers " +
+                     std::to_string(config_.numUsers));
+}
+
 torch::Tensor Recommender::sequenceHidden(const torch::Tensor& inputIds) {
   TORCH_CHECK(sasrec_, "sequence hidden states exist only for the sasrec backbone");
   auto nonPad = inputIds.ne(0);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../sequence_data.h"
 #include "../train/batch.h"
 #include "dropout.h"
 #include "dssm.h"
@@ -27,6 +28,9 @@ class Recommender : public torch::nn::Module {
   torch::Tensor userVectors(const Batch& batch);
   // SASRec hidden states [B, T, d] of left-padded windows (padded rows zero).
   torch::Tensor sequenceHidden(const torch::Tensor& inputIds);
+
+  // Throws unless the sequences fit this model (same item count; DSSM: no more users than rows).
+  void checkSequences(const SequenceData& seqs) const;
 
   ItemTower& itemTower() { return *itemTower_; }
   const ModelConfig& config() const { return config_; }

@@ -31,12 +31,7 @@ Trainer::Trainer(Recommender& model) : model_(model) {
 
 EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt, const EpochProgress& progress) {
   const auto& cfg = model_.config();
-  if (seqs.numItems != cfg.numItems)
-    throw invalidArg("the sequences were built for " + std::to_string(seqs.numItems) +
-                     " items but the model has numItems " + std::to_string(cfg.numItems));
-  if (cfg.backbone == "dssm" && seqs.users() > cfg.numUsers)
-    throw invalidArg("the sequences hold " + std::to_string(seqs.users()) + " users but the dssm model has numUsers " +
-                     std::to_string(cfg.numUsers));
+  model_.checkSequences(seqs);
   const auto t0 = std::chrono::steady_clock::now();
   useThreads(cfg.threads);
   const uint64_t epochSeed = mix(uint64_t(cfg.seed), uint64_t(opt.epoch));
