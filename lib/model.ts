@@ -42,7 +42,7 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   if (c.d !== undefined) positiveInt(c.d, 'd');
   if (c.blocks !== undefined) nonNegativeInt(c.blocks, 'blocks');
   if (c.heads !== undefined) positiveInt(c.heads, 'heads');
-  if ((c.d ?? 64) % (c.heads ?? 2) !== 0)
+  if (c.backbone === 'sasrec' && (c.d ?? 64) % (c.heads ?? 2) !== 0)
     throw new MorecError('EINVAL', `Expected heads to divide d but received heads ${c.heads ?? 2} and d ${c.d ?? 64}`);
   if (c.maxLen !== undefined) positiveInt(c.maxLen, 'maxLen');
   if (c.dropout !== undefined) numberIn(c.dropout, 'dropout', 0, 0.95);

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { metrics, Model, ModelConfig, popularityRanks } from '../lib';
+import { metrics, Model, ModelConfig, popularityRanks, Sequences } from '../lib';
 import { chainWorld } from './helpers';
 
 const numItems = 120;
@@ -113,4 +113,18 @@ test('packed and padded layouts train identically without dropout (hand-written 
   console.log(`# packed vs padded: losses ${packed.losses} vs ${padded.losses}, max parameter difference ${maxDiff}`);
   const agree = packed.ranks.filter((r, i) => r === padded.ranks[i]).length;
   assert.ok(agree / packed.ranks.length > 0.9, `ranks agree for ${agree} of ${packed.ranks.length}`);
+});
+
+test('leave-one-out boundaries: validation = second-to-last item, test = last, the input history masked', async () => {
+  // DSSM with d = 1 and hand-set weights: the user vector is [1], item i scores its embedding value.
+  const model = Model.create({ backbone: 'dssm', numItems: 6, numUsers: 1, d: 1, threads: 1 });
+  const scores = [0, 10, 9, 8, 1, 2, 5]; // row 0 = padding
+  model.setParameters({ 'item_tower.id_embedding.weight': Float32Array.from(scores), 'user_tower.user_embedding.weight': Float32Array.from([1]) });
+  const seqs = Sequences.fromArrays([[1, 2, 3, 4, 5]], 6);
+  // valid: target 4 (score 1), history {1,2,3} masked; items 5 (2) and 6 (5) rank above -> 2
+  assert.deepEqual(Array.from(await model.evaluate(seqs, { split: 'valid' })), [2]);
+  // test: target 5 (score 2), history {1,2,3,4} masked; only item 6 (5) ranks above -> 1
+  assert.deepEqual(Array.from(await model.evaluate(seqs, { split: 'test' })), [1]);
+  // the popularity baseline uses the same boundaries: training prefix [1,2,3] -> items 4, 5, 6 all unseen (0)
+  assert.deepEqual(Array.from(popularityRanks(seqs, 'valid')), [0]);
 });

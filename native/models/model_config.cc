@@ -31,7 +31,7 @@ ModelConfig ModelConfig::fromJs(const Napi::Object& o) {
   c.d = readInt(o, "d", c.d, 1, 1 << 16);
   c.blocks = readInt(o, "blocks", c.blocks, 0, 64);
   c.heads = readInt(o, "heads", c.heads, 1, 1024);
-  if (c.d % c.heads != 0)
+  if (c.backbone == "sasrec" && c.d % c.heads != 0)
     throw invalidArg("Expected heads to divide d but received heads " + std::to_string(c.heads) + " and d " +
                      std::to_string(c.d));
   c.maxLen = readInt(o, "maxLen", c.maxLen, 1, 1 << 16);
