@@ -88,21 +88,22 @@ export async function loadInteractions(file: string, itemsFile?: string, onProgr
     items.push(b.item(it));
     times.push(t);
   }
-  // Order interactions by (user, time, file position) without copying the columns twice.
+  // Order interactions by (user, time, file position): a counting sort by user keeps file order, then each
+  // user's few interactions are sorted by time where they are not already in order.
   const n = users.length;
+  const U = users.data, T = times.data, I = items.data;
+  const start = new Int32Array(userIds.length + 1);
+  for (let i = 0; i < n; i++) start[U[i] + 1]++;
+  for (let u = 0; u < userIds.length; u++) start[u + 1] += start[u];
   const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  const U = users.data, T = times.data;
-  order.sort((a, c) => U[a] - U[c] || T[a] - T[c] || a - c);
-  let start = 0;
-  const seq: number[] = [];
-  for (let i = 0; i <= n; i++) {
-    if (i === n || (i > start && U[order[i]] !== U[order[start]])) {
-      if (i > start) b.addUser(userIds[U[order[start]]], seq);
-      seq.length = 0;
-      start = i;
-    }
-    if (i < n) seq.push(items.data[order[i]]);
+  const fill = start.slice(0, userIds.length);
+  for (let i = 0; i < n; i++) order[fill[U[i]]++] = i;
+  for (let u = 0; u < userIds.length; u++) {
+    const seg = order.subarray(start[u], start[u + 1]);
+    let sorted = true;
+    for (let k = 1; k < seg.length && sorted; k++) sorted = T[seg[k - 1]] <= T[seg[k]];
+    if (!sorted) seg.sort((a, c) => T[a] - T[c] || a - c);
+    b.addUser(userIds[u], Array.from(seg, (i) => I[i]));
   }
   const raw = b.build('interactions', itemsFile ? [file, itemsFile] : [file]);
   if (itemsFile) await attachItems(raw, itemsFile, b.itemIndex, onProgress);
