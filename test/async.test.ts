@@ -32,3 +32,19 @@ test('a second call while an epoch runs is rejected with EBUSY, and the model wo
   const ranks = await model.evaluate(world);
   assert.equal(ranks.length, world.users);
 });
+
+test('a throwing progress callback does not break the epoch; a model dropped mid-epoch still finishes', async () => {
+  const world = chainWorld(300, 80, 4);
+  const model = Model.create({ backbone: 'sasrec', numItems: 80, d: 16, maxLen: 10, threads: 1 });
+  let calls = 0;
+  const r = await model.trainEpoch(world, { batchSize: 8, progressEvery: 1 }, () => {
+    calls++;
+    throw new Error('progress consumer failed');
+  });
+  assert.equal(calls, 1, 'the callback is not called again after it throws');
+  assert.ok(Number.isFinite(r.loss));
+  // Start an epoch and drop every JS reference to the model; the native side keeps it alive until done.
+  const pending = Model.create({ backbone: 'sasrec', numItems: 80, d: 16, maxLen: 10, threads: 1 }).trainEpoch(world, { batchSize: 8 });
+  (globalThis as { gc?: () => void }).gc?.();
+  assert.ok(Number.isFinite((await pending).loss));
+});

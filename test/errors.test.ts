@@ -81,3 +81,25 @@ test('loading a corrupt or missing checkpoint names the file', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a missing addon is explained (ENOADDON) with every place that was tried', () => {
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+  const script = `try { require(${JSON.stringify(require.resolve('../lib/native'))}).loadAddon(); } catch (e) { console.log(e.code + '|' + e.message); }`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, MOREC_ADDON: '/nonexistent/morec.node' } });
+  assert.match(r.stdout, /^ENOADDON\|morec could not load its native addon/);
+  assert.match(r.stdout, /\/nonexistent\/morec\.node: not built/);
+  assert.match(r.stdout, /npm run build:native/);
+});
+
+test('a checkpoint whose weights do not fit its config is rejected with the tensor named', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-mismatch-'));
+  try {
+    Model.create({ backbone: 'sasrec', numItems: 5, d: 8, maxLen: 4, threads: 1 }).save(dir);
+    const info = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+    info.config.numItems = 6;
+    fs.writeFileSync(path.join(dir, 'checkpoint.json'), JSON.stringify(info));
+    assert.throws(() => Model.load(dir), isMorec('EINVAL', /Expected 56 values for parameter 'item_tower\.id_embedding\.weight' but received 48/));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
