@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { loadAddon } from '../lib';
+import { rng } from './helpers';
+
+// Whatever JS passes, the native core throws or rejects with a coded error: it never aborts the process.
+const r = rng(99);
+const samples: unknown[] = [
+  undefined, null, 0, -1, 1.5, NaN, Infinity, 2 ** 40, 'x', '', true, {}, [], [1, 2], () => 1,
+  new Int32Array(0), new Int32Array([0, 1, 2]), new Float32Array(4), new Float64Array(2), Symbol('s'),
+  { backbone: 'sasrec', numItems: 3 }, { data: new Float32Array(1) },
+];
+const pick = () => samples[Math.floor(r() * samples.length)];
+
+function hasCode(e: unknown): boolean {
+  return typeof (e as { code?: unknown })?.code === 'string';
+}
+
+test('random arguments to every native entry point give coded errors, never a crash', async () => {
+  const addon = loadAddon();
+  const model = new addon.Model({ backbone: 'sasrec', numItems: 5, d: 4, heads: 2, maxLen: 3, threads: 1 });
+  const seqs = new addon.Sequences(new Int32Array([0, 5]), new Int32Array([1, 2, 3, 4, 5]), 5);
+  const calls: Array<(a: unknown, b: unknown, c: unknown) => unknown> = [
+    (a, b, c) => new (addon.Model as unknown as new (...x: unknown[]) => unknown)(a, b, c),
+    (a, b, c) => new (addon.Sequences as unknown as new (...x: unknown[]) => unknown)(a, b, c),
+    (a, b, c) => (addon.fullRankingRanks as unknown as (...x: unknown[]) => unknown)(a, b, c, a, b, c),
+    (a, b) => (addon.sampleNegatives as unknown as (...x: unknown[]) => unknown)(a, b),
+    (a, b, c) => (model.trainEpoch as unknown as (...x: unknown[]) => unknown).call(model, a, b, c),
+    (a, b) => (model.trainEpoch as unknown as (...x: unknown[]) => unknown).call(model, seqs, a, b),
+    (a, b, c) => (model.evaluate as unknown as (...x: unknown[]) => unknown).call(model, a, b, c),
+    (a, b) => (model.evaluate as unknown as (...x: unknown[]) => unknown).call(model, seqs, a, b),
+    (a, b) => (model.encodeSequences as unknown as (...x: unknown[]) => unknown).call(model, a, b),
+    (a) => (model.setParameters as unknown as (...x: unknown[]) => unknown).call(model, a),
+    (a) => (model.setOptimizerState as unknown as (...x: unknown[]) => unknown).call(model, a),
+  ];
+  let errors = 0;
+  for (let i = 0; i < 600; i++) {
+    const call = calls[i % calls.length];
+    try {
+      const out = call(pick(), pick(), pick());
+      if (out instanceof Promise) await out.catch((e) => {
+        assert.ok(hasCode(e), `rejection without a code: ${e}`);
+        errors++;
+      });
+    } catch (e) {
+      assert.ok(hasCode(e), `throw without a code: ${e}`);
+      errors++;
+    }
+  }
+  assert.ok(errors > 500, `${errors} of 600 calls were rejected`);
+  // and the model still works
+  const result = await model.trainEpoch(seqs, { batchSize: 1 });
+  assert.ok(Number.isFinite(result.loss));
+});
