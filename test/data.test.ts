@@ -92,6 +92,10 @@ test('IDvs.MoRec layout: users.tsv + items.tsv with titles', async () => {
   assert.deepEqual(raw.text, ['Title one', 'Title two', 'Title three']);
   fs.writeFileSync(path.join(dir, 'mind_items.tsv'), 'N1\tTitle one\tabstract\n');
   await assert.rejects(loadRaw(dir), isFormat(/item 'N2' is not listed in .*mind_items\.tsv/));
+  fs.writeFileSync(path.join(dir, 'mind_items.tsv'), 'N1\tTitle one\tabstract\n\tno id\n');
+  await assert.rejects(loadRaw(dir), isFormat(/mind_items\.tsv:2: empty item id/));
+  fs.writeFileSync(path.join(dir, 'mind_users.tsv'), 'U1\tN1 N2 N3\nU2\n');
+  await assert.rejects(loadRaw(dir), isFormat(/mind_users\.tsv:2: expected 'user item item \.\.\.' but the line has no items/));
 });
 
 test('preprocessing: users below minSeqLen dropped, last L + 3 kept, unused items dropped and re-indexed', () => {
