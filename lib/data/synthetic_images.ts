@@ -50,7 +50,7 @@ export function drawItemImage(item: SyntheticItem, seed: number): Buffer {
 export async function renderSyntheticImages(items: SyntheticItem[], dir: string, seed: number): Promise<string[]> {
   fs.mkdirSync(dir, { recursive: true });
   const paths = items.map((it) => path.join(dir, `${it.id}.png`));
-  const todo = items.map((it, i) => i).filter((i) => !fs.existsSync(paths[i]));
+  const todo = items.map((_, i) => i).filter((i) => !fs.existsSync(paths[i]));
   for (let b = 0; b < todo.length; b += 64) {
     await Promise.all(
       todo.slice(b, b + 64).map(async (i) => {

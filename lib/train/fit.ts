@@ -2,6 +2,7 @@
  * Training to early stop: epochs of native training, a full-ranking validation pass after each, the best
  * weights (by validation HR@10 unless told otherwise) kept and restored, then the test pass.
  */
+import { MorecError } from '../errors';
 import { metrics, Metrics } from '../metrics';
 import { EpochOptions, EpochResult, Model } from '../model';
 import { NamedTensor } from '../native';
@@ -59,7 +60,7 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
     const valid = metrics(await model.evaluate(seqs, { split: 'valid' }), ks);
     const evalSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const value = valid[monitor];
-    if (value === undefined) throw new Error(`monitor '${monitor}' is not one of ${Object.keys(valid).join(', ')}`);
+    if (value === undefined) throw new MorecError('EINVAL', `Expected monitor to be one of ${Object.keys(valid).join(', ')} but received '${monitor}'`);
     const isBest = !best || value > best.value;
     const report: EpochReport = { epoch, loss: train.loss, trainSeconds: train.seconds, evalSeconds, valid, best: isBest, train };
     history.push(report);
@@ -73,7 +74,7 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
     const go = onEpoch?.(report);
     if (go === false || sinceBest >= Math.max(1, patience)) break;
   }
-  if (!best) throw new Error('no epoch was trained');
+  if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
   model.setParameters(best.weights);
   const testRanks = await model.evaluate(seqs, { split: 'test' });
   return {
