@@ -77,6 +77,23 @@ function validateEvaluateOptions(o: EvaluateOptions): EvaluateOptions {
   return o;
 }
 
+/** Runs a native call, turning whatever it throws into a MorecError. */
+function callNative<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw toMorecError(e);
+  }
+}
+
+async function awaitNative<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p();
+  } catch (e) {
+    throw toMorecError(e);
+  }
+}
+
 function checkSequences(seqs: unknown, numItems: number): Sequences {
   if (!(seqs instanceof Sequences)) throw invalid('a Sequences object', 'sequences', seqs);
   if (seqs.numItems !== numItems)
@@ -94,11 +111,7 @@ export class Model {
 
   static create(config: ModelConfig): Model {
     const valid = validateConfig(config);
-    try {
-      return new Model(new (loadAddon().Model)(valid));
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    return callNative(() => new Model(new (loadAddon().Model)(valid)));
   }
 
   get config(): NativeModelConfig {
@@ -110,11 +123,7 @@ export class Model {
     checkSequences(seqs, this.config.numItems);
     validateEpochOptions(options);
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
-    try {
-      return await this.native.trainEpoch(seqs.native, options, onProgress);
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    return awaitNative(() => this.native.trainEpoch(seqs.native, options, onProgress));
   }
 
   /** 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics(). */
@@ -122,45 +131,25 @@ export class Model {
     checkSequences(seqs, this.config.numItems);
     validateEvaluateOptions(options);
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
-    try {
-      return await this.native.evaluate(seqs.native, options, onProgress);
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    return awaitNative(() => this.native.evaluate(seqs.native, options, onProgress));
   }
 
   /** SASRec hidden states of left-padded windows (rows x T ids) -> Float32Array rows x T x d. */
   encodeSequences(inputIds: Int32Array, rows: number): Float32Array {
-    try {
-      return this.native.encodeSequences(inputIds, rows);
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    return callNative(() => this.native.encodeSequences(inputIds, rows));
   }
 
   /** Item vectors, (numItems + 1) x d, row 0 = padding. */
   itemVectors(): Float32Array {
-    try {
-      return this.native.itemVectors();
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    return callNative(() => this.native.itemVectors());
   }
 
   parameters(): Record<string, NamedTensor> {
-    try {
-      return this.native.parameters();
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    return callNative(() => this.native.parameters());
   }
 
   setParameters(params: Record<string, Float32Array | NamedTensor>): void {
-    try {
-      this.native.setParameters(params);
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    callNative(() => this.native.setParameters(params));
   }
 
   /**
@@ -170,14 +159,8 @@ export class Model {
    */
   save(dir: string, extra: { trainingState?: Record<string, unknown>; metrics?: Record<string, unknown> } = {}): CheckpointInfo {
     fs.mkdirSync(dir, { recursive: true });
-    let params: Record<string, NamedTensor>;
-    let opt: { step: number; tensors: Record<string, NamedTensor> };
-    try {
-      params = this.native.parameters();
-      opt = this.native.optimizerState();
-    } catch (e) {
-      throw toMorecError(e);
-    }
+    const params = callNative(() => this.native.parameters());
+    const opt = callNative(() => this.native.optimizerState());
     writeSafetensors(path.join(dir, 'model.safetensors'), params, { format: 'pt' });
     writeSafetensors(path.join(dir, 'optimizer.safetensors'), opt.tensors, { step: String(opt.step) });
     const info: CheckpointInfo = {
@@ -212,14 +195,12 @@ export class Model {
     const optFile = path.join(dir, info.files.optimizer);
     if (fs.existsSync(optFile)) {
       const opt = readSafetensors(optFile);
-      try {
+      callNative(() =>
         model.native.setOptimizerState({
           step: Number(opt.metadata.step ?? info.optimizerStep),
           tensors: Object.fromEntries(Object.entries(opt.tensors).map(([k, t]) => [k, t.data as Float32Array])),
-        });
-      } catch (e) {
-        throw toMorecError(e);
-      }
+        }),
+      );
     }
     return { model, info };
   }
