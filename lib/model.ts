@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { invalid, MorecError, toMorecError } from './errors';
 import { readSafetensors, writeAtomic, writeSafetensors } from './io/safetensors';
-import { loadAddon, NamedTensor, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
+import { ItemStore } from './item_store';
+import { loadAddon, NamedTensor, NativeImportReport, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
 import { nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
 
@@ -35,7 +36,10 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   if (typeof config !== 'object' || config === null) throw invalid('a config object', 'config', config);
   const c = { ...config };
   oneOf(c.backbone, 'backbone', ['sasrec', 'dssm'] as const);
-  if (c.itemTower !== undefined) oneOf(c.itemTower, 'itemTower', ['id'] as const);
+  if (c.itemTower !== undefined) oneOf(c.itemTower, 'itemTower', ['id', 'text'] as const);
+  // The nested encoder config is checked field by field in the core (one place for its ranges).
+  if (c.itemTower === 'text' && (typeof c.text !== 'object' || c.text === null || Array.isArray(c.text)))
+    throw invalid("a text encoder config object (required by itemTower 'text')", 'text', c.text);
   positiveInt(c.numItems, 'numItems');
   if (c.backbone === 'dssm') positiveInt(c.numUsers, 'numUsers');
   else if (c.numUsers !== undefined) nonNegativeInt(c.numUsers, 'numUsers');
@@ -109,9 +113,24 @@ export class Model {
     this.native = native;
   }
 
-  static create(config: ModelConfig): Model {
+  /** options.items: the per-item inputs a modality tower reads (required by itemTower 'text'). */
+  static create(config: ModelConfig, options: { items?: ItemStore } = {}): Model {
     const valid = validateConfig(config);
-    return callNative(() => new Model(new (loadAddon().Model)(valid)));
+    if (options.items !== undefined && !(options.items instanceof ItemStore)) throw invalid('an ItemStore', 'items', options.items);
+    if (valid.itemTower === 'text' && !options.items)
+      throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'text' encodes each item's tokens) but received undefined");
+    return callNative(() => new Model(new (loadAddon().Model)(valid, options.items?.native)));
+  }
+
+  /**
+   * Loads a pretrained Hugging Face BERT/RoBERTa checkpoint (model.safetensors or pytorch_model.bin) into the
+   * text tower's encoder. Tensors are matched by name (BertModel layout, with or without a `bert.`/`roberta.`
+   * prefix, LayerNorm gamma/beta accepted); pooler and pre-training heads are ignored and reported.
+   */
+  loadEncoderWeights(file: string): NativeImportReport {
+    if (typeof file !== 'string' || file.length === 0) throw invalid('a checkpoint file path', 'file', file);
+    if (this.config.itemTower !== 'text') throw new MorecError('EINVAL', `loadEncoderWeights needs itemTower 'text' but this model has '${this.config.itemTower}'`);
+    return callNative(() => this.native.loadEncoderWeights(file));
   }
 
   get config(): NativeModelConfig {
@@ -139,9 +158,10 @@ export class Model {
     return callNative(() => this.native.encodeSequences(inputIds, rows));
   }
 
-  /** Item vectors, (numItems + 1) x d, row 0 = padding. */
-  itemVectors(): Float32Array {
-    return callNative(() => this.native.itemVectors());
+  /** A copy of every item's vector, (numItems + 1) x d, row 0 = padding; encoder towers encode each item. */
+  async itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array> {
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
+    return awaitNative(() => this.native.itemVectors(onProgress));
   }
 
   parameters(): Record<string, NamedTensor> {

@@ -6,10 +6,36 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from './errors';
 
+/** A BERT/RoBERTa text encoder and the tower around it ([CLS] or mean -> Linear(hidden -> d) -> GELU). */
+export interface NativeTextTowerConfig {
+  kind: 'bert' | 'roberta';
+  vocabSize: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  intermediate: number;
+  maxPositions: number;
+  typeVocabSize: number;
+  /** Default 0 (BERT) or 1 (RoBERTa, whose position ids start at padTokenId + 1). */
+  padTokenId: number;
+  layerNormEps: number;
+  hiddenDropout: number;
+  attentionDropout: number;
+  pooling: 'cls' | 'mean';
+  /** -1 (default): all trainable. n >= 0: embeddings and all but the top n layers frozen. */
+  finetuneTopLayers: number;
+  /** With frozen bottom layers: compute their output per item once and reuse it (skips their dropout). */
+  cacheFrozen: boolean;
+  /** Items per forward pass when the whole item table is built. */
+  encodeBatch: number;
+}
+
 export interface NativeModelConfig {
   backbone: 'sasrec' | 'dssm';
-  /** Item tower: 'id' (learned ID embeddings). */
-  itemTower: 'id';
+  /** Item tower: 'id' (learned ID embeddings) or 'text' (an encoder over each item's tokens; needs an ItemStore). */
+  itemTower: 'id' | 'text';
+  /** itemTower 'text': the encoder. */
+  text?: NativeTextTowerConfig;
   /** Items are 1..numItems; 0 is padding. */
   numItems: number;
   /** DSSM only: number of users (user-ID embedding rows). */
@@ -77,6 +103,16 @@ export interface NativeSequences {
   readonly interactions: number;
 }
 
+export interface NativeItemStore {
+  readonly numItems: number;
+  readonly maxTokens: number;
+}
+
+export interface NativeImportReport {
+  loaded: number;
+  ignored: string[];
+}
+
 export interface NativeModel {
   readonly config: NativeModelConfig;
   trainEpoch(
@@ -86,7 +122,8 @@ export interface NativeModel {
   ): Promise<NativeEpochResult>;
   evaluate(seqs: NativeSequences, options: NativeEvalOptions, onProgress?: (done: number, total: number) => void): Promise<Int32Array>;
   encodeSequences(inputIds: Int32Array, rows: number): Float32Array;
-  itemVectors(): Float32Array;
+  itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array>;
+  loadEncoderWeights(file: string): NativeImportReport;
   parameters(): Record<string, NamedTensor>;
   setParameters(params: Record<string, Float32Array | NamedTensor>): void;
   optimizerState(): { step: number; tensors: Record<string, NamedTensor> };
@@ -95,7 +132,8 @@ export interface NativeModel {
 
 export interface NativeAddon {
   Sequences: new (offsets: Int32Array, items: Int32Array, numItems: number) => NativeSequences;
-  Model: new (config: Partial<NativeModelConfig>) => NativeModel;
+  Model: new (config: Partial<NativeModelConfig>, items?: NativeItemStore) => NativeModel;
+  ItemStore: new (options: { numItems: number; maxTokens: number; tokens: Int32Array; lengths: Int32Array }) => NativeItemStore;
   fullRankingRanks(
     userVectors: Float32Array,
     itemVectors: Float32Array,

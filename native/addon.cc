@@ -5,6 +5,7 @@
 #include "addon_data.h"
 #include "common.h"
 #include "eval/ranker.h"
+#include "item_store_wrap.h"
 #include "model_wrap.h"
 #include "sequences_wrap.h"
 #include "train/negative_sampler.h"
@@ -96,6 +97,9 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   Napi::Function sequences = SequencesWrap::define(env);
   Napi::Function model = ModelWrap::define(env);
+  Napi::Function itemStore = ItemStoreWrap::define(env);
+  data->itemStore = Napi::Persistent(itemStore);
+  exports.Set("ItemStore", itemStore);
   data->sequences = Napi::Persistent(sequences);
   data->model = Napi::Persistent(model);
   exports.Set("Sequences", sequences);

@@ -8,6 +8,7 @@ namespace morec {
 struct AddonData {
   Napi::FunctionReference sequences;
   Napi::FunctionReference model;
+  Napi::FunctionReference itemStore;
 };
 
 }  // namespace morec

@@ -3,6 +3,8 @@
 #include <set>
 
 #include "evaluate_worker.h"
+#include "item_store_wrap.h"
+#include "item_vectors_worker.h"
 #include "sequences_wrap.h"
 #include "train_epoch_worker.h"
 
@@ -27,9 +29,11 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
       throw invalidArg("Expected a config object for config but received " +
                        (info.Length() ? describeValue(info[0]) : std::string("undefined")));
     ModelConfig cfg = ModelConfig::fromJs(info[0].As<Napi::Object>());
+    std::shared_ptr<const ItemStoreData> store;
+    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) store = ItemStoreWrap::unwrap(info[1], "items");
     useThreads(cfg.threads);
     core_ = std::make_shared<ModelCore>();
-    core_->model = std::make_shared<Recommender>(cfg);
+    core_->model = std::make_shared<Recommender>(cfg, store);
     core_->model->eval();
     core_->trainer = std::make_unique<Trainer>(*core_->model);
     configObject_ = Napi::Persistent(cfg.toJs(info.Env()));
@@ -126,9 +130,9 @@ Napi::Value ModelWrap::encodeSequences(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::itemVectors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    torch::NoGradGuard noGrad;
-    core_->model->eval();
-    return tensorToTypedArray(info.Env(), core_->model->itemTower().embedAll());
+    auto* w = new ItemVectorsWorker(info.Env(), core_, optionalFunction(info, 0, "onProgress"));
+    w->Queue();
+    return w->promise();
   });
 }
 
@@ -189,6 +193,7 @@ Napi::Value ModelWrap::setParameters(const Napi::CallbackInfo& info) {
     std::vector<std::pair<std::string, torch::Tensor>> all;
     for (auto& kv : core_->model->named_parameters()) all.emplace_back(kv.key(), kv.value());
     assignNamed(src, all, "parameter");
+    core_->model->itemTower().weightsChanged();
     return info.Env().Undefined();
   });
 }

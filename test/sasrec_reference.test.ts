@@ -9,7 +9,7 @@ import { Model, readSafetensors } from '../lib';
 const fixture = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'sasrec_ref.safetensors');
 
 for (const sequenceLayout of ['packed', 'padded'] as const)
-test(`SASRec forward (${sequenceLayout} layout) equals the PyTorch reference to 1e-5 (hidden states and item scores)`, () => {
+test(`SASRec forward (${sequenceLayout} layout) equals the PyTorch reference to 1e-5 (hidden states and item scores)`, async () => {
   const { tensors, metadata } = readSafetensors(fixture);
   const numItems = Number(metadata.numItems);
   const d = Number(metadata.d);
@@ -40,7 +40,7 @@ test(`SASRec forward (${sequenceLayout} layout) equals the PyTorch reference to 
     for (let t = 0; t < T; t++)
       if (ids[b * T + t] === 0) for (let k = 0; k < d; k++) assert.equal(hidden[(b * T + t) * d + k], 0);
 
-  const items = model.itemVectors();
+  const items = await model.itemVectors();
   const scores = tensors.expected_scores.data as Float32Array;
   let maxScoreDiff = 0;
   for (let b = 0; b < B; b++)

@@ -40,15 +40,16 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
     sortedUsers[size_t(i)] = users[size_t(order[size_t(i)])];
     inverse[size_t(order[size_t(i)])] = i;
   }
+  // The item table first (an encoder tower encodes every item once here), then users index it.
+  auto itemVectors = model.itemTower().embedAll();
   std::vector<torch::Tensor> parts;
   for (int64_t b = 0; b < U; b += opt.batchSize) {
     const int64_t n = std::min(opt.batchSize, U - b);
-    parts.push_back(model.userVectors(builder.inference(sortedUsers.data() + b, n, opt.holdOut).to(model.device())));
+    parts.push_back(model.userVectors(builder.inference(sortedUsers.data() + b, n, opt.holdOut).to(model.device()), itemVectors));
     if (progress) progress(b + n, U);
   }
   auto userVectors =
       torch::cat(parts).index_select(0, torch::tensor(inverse, torch::TensorOptions().dtype(torch::kLong)).to(model.device()));
-  auto itemVectors = model.itemTower().embedAll();
   std::vector<int32_t> ranks(static_cast<size_t>(U));
   if (opt.sampled) {
     const NegativeSampler sampler(cfg.numItems);

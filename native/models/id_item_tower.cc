@@ -10,6 +10,10 @@ IdItemTower::IdItemTower(int64_t numItems, int64_t d) {
 
 torch::Tensor IdItemTower::embed(const torch::Tensor& ids) { return idEmbedding_->forward(ids); }
 
-torch::Tensor IdItemTower::embedAll() { return idEmbedding_->weight; }
+// The table is the weight itself: no copy (callers under NoGradGuard only read it).
+torch::Tensor IdItemTower::embedAll(const std::function<void(int64_t, int64_t)>& progress) {
+  if (progress) progress(idEmbedding_->weight.size(0) - 1, idEmbedding_->weight.size(0) - 1);
+  return idEmbedding_->weight;
+}
 
 }  // namespace morec

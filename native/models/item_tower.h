@@ -1,11 +1,22 @@
 // The item tower: how an item index becomes a d-dimensional vector. The same tower embeds the items of an
-// input sequence and the targets scored against it. ID embeddings implement it now; text encoders, image
+// input sequence and the targets scored against it. Implementations: learned IDs, text encoders; image
 // encoders, frozen features + adapter and ID/modality fusion implement the same interface.
+//
+// The contract for heavy (encoder) towers: `embed` encodes each distinct item of its argument once and
+// gathers (inputs, positives and negatives of a batch share one unique -> encode -> gather); `embedAll`
+// builds the whole item table without gradients, in batches, and evaluation indexes that table for both
+// history inputs and scoring instead of calling `embed` per user batch.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
 #include <vector>
+
+#include "../item_store.h"
+#include "dropout.h"
+#include "model_config.h"
 
 namespace morec {
 
@@ -13,11 +24,22 @@ class ItemTower : public torch::nn::Module {
  public:
   // ids: int64 item indices of any shape (0 = padding) -> [..., d]
   virtual torch::Tensor embed(const torch::Tensor& ids) = 0;
-  // Vectors of every item, row 0 = padding: [numItems + 1, d]. Used for full ranking.
-  virtual torch::Tensor embedAll() = 0;
+  // Vectors of every item, row 0 = padding: [numItems + 1, d]. progress(itemsDone, itemsTotal).
+  virtual torch::Tensor embedAll(const std::function<void(int64_t, int64_t)>& progress = {}) = 0;
   // Parameters trained with the encoder learning rate (a fine-tuned modality encoder); empty for ID towers.
   virtual std::vector<torch::Tensor> encoderParameters() { return {}; }
+  // Called after weights were replaced from outside (checkpoint load): drop anything derived from them.
+  virtual void weightsChanged() {}
+  // The dropout stream of the recommender (a tower with dropout inside draws from it).
+  void useDropout(Dropout* d) { dropout_ = d; }
   virtual ~ItemTower() = default;
+
+ protected:
+  Dropout* dropout_ = nullptr;
 };
+
+// The tower that config.itemTower names; modality towers read their inputs from `store`.
+std::shared_ptr<ItemTower> makeItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store,
+                                         const torch::Device& device);
 
 }  // namespace morec

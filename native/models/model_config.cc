@@ -17,10 +17,64 @@ static std::string readChoice(const Napi::Object& o, const char* name, const std
   throw invalidArg("Expected one of " + list + " for " + name + " but received '" + v + "'");
 }
 
+TextTowerConfig TextTowerConfig::fromJs(const Napi::Object& o) {
+  TextTowerConfig c;
+  c.kind = readChoice(o, "kind", c.kind, {"bert", "roberta"});
+  if (o.Get("vocabSize").IsUndefined())
+    throw invalidArg("Expected a positive integer for text.vocabSize but received undefined");
+  c.vocabSize = readInt(o, "vocabSize", 0, 1, INT32_MAX);
+  c.hidden = readInt(o, "hidden", c.hidden, 1, 1 << 16);
+  c.layers = readInt(o, "layers", c.layers, 0, 128);
+  c.heads = readInt(o, "heads", c.heads, 1, 1024);
+  if (c.hidden % c.heads != 0)
+    throw invalidArg("Expected text.heads to divide text.hidden but received heads " + std::to_string(c.heads) +
+                     " and hidden " + std::to_string(c.hidden));
+  c.intermediate = readInt(o, "intermediate", c.intermediate, 1, 1 << 20);
+  c.maxPositions = readInt(o, "maxPositions", c.maxPositions, 1, 1 << 20);
+  c.typeVocabSize = readInt(o, "typeVocabSize", c.typeVocabSize, 1, 1 << 16);
+  c.padTokenId = readInt(o, "padTokenId", c.kind == "roberta" ? 1 : 0, 0, c.vocabSize - 1);
+  c.layerNormEps = readNumber(o, "layerNormEps", c.kind == "roberta" ? 1e-5 : c.layerNormEps, 0.0, 1.0);
+  c.hiddenDropout = readNumber(o, "hiddenDropout", c.hiddenDropout, 0.0, 0.95);
+  c.attentionDropout = readNumber(o, "attentionDropout", c.attentionDropout, 0.0, 0.95);
+  c.pooling = readChoice(o, "pooling", c.pooling, {"cls", "mean"});
+  c.finetuneTopLayers = readInt(o, "finetuneTopLayers", c.finetuneTopLayers, -1, c.layers);
+  c.cacheFrozen = readBool(o, "cacheFrozen", c.cacheFrozen);
+  c.encodeBatch = readInt(o, "encodeBatch", c.encodeBatch, 1, 1 << 20);
+  return c;
+}
+
+Napi::Object TextTowerConfig::toJs(Napi::Env env) const {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kind", kind);
+  o.Set("vocabSize", double(vocabSize));
+  o.Set("hidden", double(hidden));
+  o.Set("layers", double(layers));
+  o.Set("heads", double(heads));
+  o.Set("intermediate", double(intermediate));
+  o.Set("maxPositions", double(maxPositions));
+  o.Set("typeVocabSize", double(typeVocabSize));
+  o.Set("padTokenId", double(padTokenId));
+  o.Set("layerNormEps", layerNormEps);
+  o.Set("hiddenDropout", hiddenDropout);
+  o.Set("attentionDropout", attentionDropout);
+  o.Set("pooling", pooling);
+  o.Set("finetuneTopLayers", double(finetuneTopLayers));
+  o.Set("cacheFrozen", cacheFrozen);
+  o.Set("encodeBatch", double(encodeBatch));
+  return o;
+}
+
 ModelConfig ModelConfig::fromJs(const Napi::Object& o) {
   ModelConfig c;
   c.backbone = readChoice(o, "backbone", c.backbone, {"sasrec", "dssm"});
-  c.itemTower = readChoice(o, "itemTower", c.itemTower, {"id"});
+  c.itemTower = readChoice(o, "itemTower", c.itemTower, {"id", "text"});
+  if (c.itemTower == "text") {
+    Napi::Value t = o.Get("text");
+    if (!t.IsObject() || t.IsArray())
+      throw invalidArg("Expected a text encoder config object for text (required by itemTower 'text') but received " +
+                       describeValue(t));
+    c.text = TextTowerConfig::fromJs(t.As<Napi::Object>());
+  }
   Napi::Value n = o.Get("numItems");
   if (n.IsUndefined()) throw invalidArg("Expected a positive integer for numItems but received undefined");
   c.numItems = readInt(o, "numItems", 0, 1, INT32_MAX - 1);
@@ -54,6 +108,7 @@ Napi::Object ModelConfig::toJs(Napi::Env env) const {
   Napi::Object o = Napi::Object::New(env);
   o.Set("backbone", backbone);
   o.Set("itemTower", itemTower);
+  if (itemTower == "text") o.Set("text", text.toJs(env));
   o.Set("numItems", double(numItems));
   o.Set("numUsers", double(numUsers));
   o.Set("d", double(d));

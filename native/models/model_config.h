@@ -9,9 +9,36 @@
 
 namespace morec {
 
+// A transformer text encoder (BERT or RoBERTa, the Hugging Face architectures) and the tower around it:
+// [CLS] (or masked mean) of the last layer -> Linear(hidden -> d) -> GELU.
+struct TextTowerConfig {
+  std::string kind = "bert";  // "bert" | "roberta" (position ids offset by padTokenId + 1)
+  int64_t vocabSize = 0;
+  int64_t hidden = 128;
+  int64_t layers = 2;
+  int64_t heads = 2;
+  int64_t intermediate = 512;
+  int64_t maxPositions = 512;
+  int64_t typeVocabSize = 2;
+  int64_t padTokenId = 0;
+  double layerNormEps = 1e-12;
+  double hiddenDropout = 0.1;
+  double attentionDropout = 0.1;
+  std::string pooling = "cls";  // "cls" | "mean"
+  // -1: everything trains. n >= 0: the embeddings and all but the top n layers are frozen.
+  int64_t finetuneTopLayers = -1;
+  // With frozen bottom layers: compute their output once per item and reuse it (no dropout inside them).
+  bool cacheFrozen = false;
+  int64_t encodeBatch = 256;  // items per forward pass when building the whole item table
+
+  static TextTowerConfig fromJs(const Napi::Object& o);
+  Napi::Object toJs(Napi::Env env) const;
+};
+
 struct ModelConfig {
   std::string backbone = "sasrec";  // "sasrec" | "dssm"
-  std::string itemTower = "id";     // "id" (text, image, features, fusion towers extend ItemTower)
+  std::string itemTower = "id";     // "id" | "text" (image, features, fusion towers extend ItemTower)
+  TextTowerConfig text;             // itemTower "text"
   int64_t numItems = 0;             // items are 1..numItems, 0 is padding
   int64_t numUsers = 0;             // DSSM user-ID embedding rows
   int64_t d = 64;

@@ -1,7 +1,6 @@
 #include "recommender.h"
 
 #include "../common.h"
-#include "id_item_tower.h"
 
 namespace morec {
 
@@ -12,9 +11,11 @@ static torch::Device parseDevice(const std::string& name) {
   return dev;
 }
 
-Recommender::Recommender(const ModelConfig& config) : config_(config), device_(parseDevice(config.device)) {
+Recommender::Recommender(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store)
+    : config_(config), device_(parseDevice(config.device)) {
   torch::manual_seed(uint64_t(config.seed));
-  itemTower_ = register_module("item_tower", std::make_shared<IdItemTower>(config.numItems, config.d));
+  itemTower_ = register_module("item_tower", makeItemTower(config, std::move(store), device_));
+  itemTower_->useDropout(&dropout_);
   if (config.backbone == "sasrec") {
     sasrec_ = register_module("user_encoder", std::make_shared<SASRecEncoder>(config.maxLen, config.d, config.heads,
                                                                                config.blocks, config.dropout,
@@ -92,13 +93,15 @@ torch::Tensor Recommender::trainingLoss(const Batch& b) {
          torch::binary_cross_entropy_with_logits(negLogits, torch::zeros_like(negLogits));
 }
 
-torch::Tensor Recommender::userVectors(const Batch& b) {
+torch::Tensor Recommender::userVectors(const Batch& b, const torch::Tensor& itemTable) {
   if (sasrec_ && b.packed) {
-    auto hidden = sasrec_->forwardPacked(itemTower_->embed(b.inputIds), b.positions, b.seqOffsets, dropout_);
+    auto hidden = sasrec_->forwardPacked(itemTable.index_select(0, b.inputIds), b.positions, b.seqOffsets, dropout_);
     return hidden.index_select(0, b.lastToken);
   }
   if (sasrec_) {
-    auto hidden = sasrec_->forward(itemTower_->embed(b.inputIds), b.nonPad, dropout_);
+    auto hidden = sasrec_->forward(
+        itemTable.index_select(0, b.inputIds.reshape({-1})).view({b.inputIds.size(0), b.inputIds.size(1), -1}),
+        b.nonPad, dropout_);
     return hidden.select(1, hidden.size(1) - 1);
   }
   return dssm_->forward(b.userIds);

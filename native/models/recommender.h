@@ -20,12 +20,14 @@ namespace morec {
 
 class Recommender : public torch::nn::Module {
  public:
-  explicit Recommender(const ModelConfig& config);
+  // store: per-item inputs of modality towers (may be null for the ID tower).
+  Recommender(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store);
 
   // BCE with logits: positives labelled 1 plus negatives labelled 0, each averaged over non-padded positions.
   torch::Tensor trainingLoss(const Batch& batch);
-  // One vector per batch row: SASRec's hidden state at the last column; DSSM's user tower output.
-  torch::Tensor userVectors(const Batch& batch);
+  // One vector per batch row: SASRec's hidden state at the last column; DSSM's user tower output. History
+  // items are looked up in `itemTable` (embedAll's output, built once per evaluation), not re-encoded.
+  torch::Tensor userVectors(const Batch& batch, const torch::Tensor& itemTable);
   // SASRec hidden states [B, T, d] of left-padded windows (padded rows zero).
   torch::Tensor sequenceHidden(const torch::Tensor& inputIds);
 

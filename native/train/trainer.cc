@@ -22,6 +22,7 @@ Trainer::Trainer(Recommender& model) : model_(model) {
   for (auto& p : model.itemTower().encoderParameters()) encoderSet.insert(p.unsafeGetTensorImpl());
   ParamGroup encoder{"encoder"}, rest{"rest"};
   for (auto& kv : model.named_parameters()) {
+    if (!kv.value().requires_grad()) continue;  // frozen: no optimizer state, not in optimizer checkpoints
     auto& g = encoderSet.count(kv.value().unsafeGetTensorImpl()) ? encoder : rest;
     g.paramNames.push_back(kv.key());
     g.params.push_back(kv.value());

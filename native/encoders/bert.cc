@@ -1,0 +1,108 @@
+#include "bert.h"
+
+#include <cmath>
+
+#include "../common.h"
+
+namespace morec {
+
+static torch::nn::LayerNorm layerNorm(int64_t h, double eps) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(eps));
+}
+
+BertLayer::BertLayer(const TextTowerConfig& c)
+    : hidden_(c.hidden), heads_(c.heads), hiddenP_(c.hiddenDropout), attentionP_(c.attentionDropout) {
+  const int64_t H = c.hidden;
+  auto attention = register_module("attention", std::make_shared<torch::nn::Module>());
+  auto self = attention->register_module("self", std::make_shared<torch::nn::Module>());
+  query_ = self->register_module("query", torch::nn::Linear(H, H));
+  key_ = self->register_module("key", torch::nn::Linear(H, H));
+  value_ = self->register_module("value", torch::nn::Linear(H, H));
+  auto attentionOutput = attention->register_module("output", std::make_shared<torch::nn::Module>());
+  attentionOut_ = attentionOutput->register_module("dense", torch::nn::Linear(H, H));
+  attentionNorm_ = attentionOutput->register_module("LayerNorm", layerNorm(H, c.layerNormEps));
+  auto intermediate = register_module("intermediate", std::make_shared<torch::nn::Module>());
+  intermediate_ = intermediate->register_module("dense", torch::nn::Linear(H, c.intermediate));
+  auto output = register_module("output", std::make_shared<torch::nn::Module>());
+  output_ = output->register_module("dense", torch::nn::Linear(c.intermediate, H));
+  outputNorm_ = output->register_module("LayerNorm", layerNorm(H, c.layerNormEps));
+  // Hugging Face's initialisation: normal(0, 0.02) weights, zero biases.
+  torch::NoGradGuard noGrad;
+  for (auto* l : {&query_, &key_, &value_, &attentionOut_, &intermediate_, &output_}) {
+    (*l)->weight.normal_(0.0, 0.02);
+    (*l)->bias.zero_();
+  }
+}
+
+torch::Tensor BertLayer::forward(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop) {
+  const int64_t n = x.size(0), T = x.size(1), dk = hidden_ / heads_;
+  const bool training = is_training();
+  auto flat = x.reshape({n * T, hidden_});
+  // One GEMM for Q, K and V.
+  auto w = torch::cat({query_->weight, key_->weight, value_->weight});
+  auto b = torch::cat({query_->bias, key_->bias, value_->bias});
+  auto qkv = torch::addmm(b, flat, w.t()).view({n, T, 3, heads_, dk}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0] * (1.0 / std::sqrt(double(dk))), k = qkv[1], v = qkv[2];  // [n, heads, T, dk]
+  auto probs = torch::softmax(torch::matmul(q, k.transpose(-1, -2)) + keyMask, -1);
+  probs = drop(probs, attentionP_, training);
+  auto context = torch::matmul(probs, v).permute({0, 2, 1, 3}).reshape({n * T, hidden_});
+  auto h = attentionNorm_->forward(drop(attentionOut_->forward(context), hiddenP_, training) + flat);
+  auto f = output_->forward(torch::gelu(intermediate_->forward(h)));
+  return outputNorm_->forward(drop(f, hiddenP_, training) + h).view({n, T, hidden_});
+}
+
+BertEncoder::BertEncoder(const TextTowerConfig& c) : c_(c) {
+  embeddings_ = register_module("embeddings", std::make_shared<torch::nn::Module>());
+  wordEmbeddings_ = embeddings_->register_module("word_embeddings", torch::nn::Embedding(c.vocabSize, c.hidden));
+  positionEmbeddings_ =
+      embeddings_->register_module("position_embeddings", torch::nn::Embedding(c.maxPositions, c.hidden));
+  tokenTypeEmbeddings_ =
+      embeddings_->register_module("token_type_embeddings", torch::nn::Embedding(c.typeVocabSize, c.hidden));
+  embeddingNorm_ = embeddings_->register_module("LayerNorm", layerNorm(c.hidden, c.layerNormEps));
+  auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
+  auto list = encoder->register_module("layer", std::make_shared<torch::nn::Module>());
+  for (int64_t i = 0; i < c.layers; ++i)
+    layers_.push_back(list->register_module(std::to_string(i), std::make_shared<BertLayer>(c)));
+  torch::NoGradGuard noGrad;
+  for (auto* e : {&wordEmbeddings_, &positionEmbeddings_, &tokenTypeEmbeddings_}) (*e)->weight.normal_(0.0, 0.02);
+  wordEmbeddings_->weight[c.padTokenId].zero_();
+}
+
+torch::Tensor BertEncoder::embed(const torch::Tensor& ids, const torch::Tensor& lengths, Dropout& drop) {
+  const int64_t T = ids.size(1);
+  const int64_t offset = c_.kind == "roberta" ? c_.padTokenId + 1 : 0;
+  if (T + offset > c_.maxPositions)
+    throw invalidArg("token sequences of " + std::to_string(T) + " exceed the encoder's " +
+                                std::to_string(c_.maxPositions - offset) + " positions");
+  auto positions = torch::arange(offset, offset + T, ids.options());
+  auto x = wordEmbeddings_->forward(ids) + positionEmbeddings_->forward(positions).unsqueeze(0) +
+           tokenTypeEmbeddings_->weight[0];
+  if (c_.kind == "roberta") {
+    // Padded tokens sit at position padTokenId (their outputs are not used, but match Hugging Face's).
+    auto pad = torch::arange(T, ids.options()).unsqueeze(0).ge(lengths.unsqueeze(1));
+    auto fix = positionEmbeddings_->weight[c_.padTokenId] - positionEmbeddings_->forward(positions).unsqueeze(0);
+    x = x + fix * pad.unsqueeze(-1).to(x.scalar_type());
+  }
+  return drop(embeddingNorm_->forward(x), c_.hiddenDropout, is_training());
+}
+
+torch::Tensor BertEncoder::layers(torch::Tensor x, const torch::Tensor& lengths, int64_t from, int64_t to, Dropout& drop) {
+  const int64_t n = x.size(0), T = x.size(1);
+  auto pad = torch::arange(T, lengths.options()).unsqueeze(0).ge(lengths.unsqueeze(1));  // [n, T]
+  auto keyMask = torch::zeros({n, 1, 1, T}, x.options()).masked_fill_(pad.view({n, 1, 1, T}), -1e9);
+  for (int64_t i = from; i < to; ++i) x = layers_[size_t(i)]->forward(x, keyMask, drop);
+  return x;
+}
+
+std::vector<torch::Tensor> BertEncoder::bottomParameters(int64_t count) {
+  auto out = embeddings_->parameters();
+  for (int64_t i = 0; i < count && i < numLayers(); ++i)
+    for (auto& p : layers_[size_t(i)]->parameters()) out.push_back(p);
+  return out;
+}
+
+void BertEncoder::freezeBottom(int64_t count) {
+  for (auto& p : bottomParameters(count)) p.set_requires_grad(false);
+}
+
+}  // namespace morec

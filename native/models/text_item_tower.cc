@@ -1,0 +1,167 @@
+#include "text_item_tower.h"
+
+#include <algorithm>
+#include <set>
+
+#include "../common.h"
+
+namespace morec {
+
+TextItemTower::TextItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store,
+                             const torch::Device& device)
+    : c_(config.text), store_(std::move(store)) {
+  if (!store_) throw invalidArg("itemTower 'text' needs an ItemStore with the items' tokens (new Model(config, store))");
+  if (store_->numItems != config.numItems)
+    throw invalidArg("the item store holds " + std::to_string(store_->numItems) + " items but the model has numItems " +
+                     std::to_string(config.numItems));
+  if (store_->vocabLimit > c_.vocabSize)
+    throw invalidArg("the item store has token id " + std::to_string(store_->vocabLimit - 1) +
+                     " but the text encoder's vocabulary has " + std::to_string(c_.vocabSize) + " entries");
+  const int64_t offset = c_.kind == "roberta" ? c_.padTokenId + 1 : 0;
+  if (store_->maxTokens + offset > c_.maxPositions)
+    throw invalidArg("the item store has up to " + std::to_string(store_->maxTokens) + " tokens per item but the " +
+                     c_.kind + " encoder has " + std::to_string(c_.maxPositions - offset) + " positions");
+  encoder_ = register_module("encoder", std::make_shared<BertEncoder>(c_));
+  projection_ = register_module("projection", torch::nn::Linear(c_.hidden, config.d));
+  if (c_.finetuneTopLayers >= 0) encoder_->freezeBottom(frozenLayers());
+  tokens_ = store_->tokens.to(device);
+  lengths_ = store_->lengths.to(device);
+}
+
+int64_t TextItemTower::frozenLayers() const {
+  return c_.finetuneTopLayers < 0 ? 0 : std::max<int64_t>(0, c_.layers - c_.finetuneTopLayers);
+}
+
+void TextItemTower::buildFrozenCache() {
+  torch::NoGradGuard noGrad;
+  const bool wasTraining = encoder_->is_training();
+  encoder_->eval();  // the cached bottom runs without dropout
+  const int64_t rows = store_->numItems + 1, T = store_->maxTokens, F = frozenLayers();
+  auto cache = torch::zeros({rows, T, c_.hidden}, torch::TensorOptions().device(tokens_.device()));
+  for (int64_t b = 1; b < rows; b += c_.encodeBatch) {
+    const int64_t n = std::min(c_.encodeBatch, rows - b);
+    auto len = lengths_.narrow(0, b, n);
+    const int64_t t = len.max().item<int64_t>();
+    auto h = encoder_->layers(encoder_->embed(tokens_.narrow(0, b, n).narrow(1, 0, t), len, *dropout_), len, 0, F,
+                              *dropout_);
+    cache.narrow(0, b, n).narrow(1, 0, t).copy_(h);
+  }
+  if (wasTraining) encoder_->train();
+  frozenCache_ = cache;
+}
+
+torch::Tensor TextItemTower::encode(const torch::Tensor& items) {
+  auto len = lengths_.index_select(0, items);
+  const int64_t T = len.max().item<int64_t>();  // trim the batch to its longest title
+  torch::Tensor h;
+  if (c_.cacheFrozen && c_.finetuneTopLayers >= 0) {
+    if (!frozenCache_.defined()) buildFrozenCache();
+    h = encoder_->layers(frozenCache_.index_select(0, items).narrow(1, 0, T), len, frozenLayers(), c_.layers,
+                         *dropout_);
+  } else {
+    h = encoder_->forward(tokens_.index_select(0, items).narrow(1, 0, T), len, *dropout_);
+  }
+  torch::Tensor pooled;
+  if (c_.pooling == "cls") {
+    pooled = h.select(1, 0);
+  } else {
+    auto mask = torch::arange(T, len.options()).unsqueeze(0).lt(len.unsqueeze(1)).to(h.scalar_type());
+    pooled = (h * mask.unsqueeze(-1)).sum(1) / len.to(h.scalar_type()).unsqueeze(1);
+  }
+  return torch::gelu(projection_->forward(pooled));
+}
+
+torch::Tensor TextItemTower::embed(const torch::Tensor& ids) {
+  auto flat = ids.reshape({-1});
+  auto [unique, inverse] = at::_unique(flat, /*sorted=*/true, /*return_inverse=*/true);
+  // Item 0 (padding) is the zero vector; every other distinct item is encoded once.
+  const bool hasPad = unique.numel() > 0 && unique[0].item<int64_t>() == 0;
+  auto real = hasPad ? unique.narrow(0, 1, unique.size(0) - 1) : unique;
+  auto vectors = real.numel() > 0 ? encode(real) : torch::zeros({0, projection_->weight.size(0)}, projection_->weight.options());
+  if (hasPad) vectors = torch::cat({torch::zeros({1, vectors.size(1)}, vectors.options()), vectors});
+  std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
+  shape.push_back(vectors.size(1));
+  return vectors.index_select(0, inverse.reshape({-1})).view(shape);
+}
+
+torch::Tensor TextItemTower::embedAll(const std::function<void(int64_t, int64_t)>& progress) {
+  torch::NoGradGuard noGrad;
+  const int64_t N = store_->numItems;
+  auto table = torch::zeros({N + 1, projection_->weight.size(0)}, projection_->weight.options());
+  // Items in order of length, so each batch is trimmed to titles of similar length.
+  auto order = std::get<1>(lengths_.narrow(0, 1, N).sort(/*stable=*/true, /*dim=*/0, /*descending=*/false)) + 1;
+  for (int64_t b = 0; b < N; b += c_.encodeBatch) {
+    const int64_t n = std::min(c_.encodeBatch, N - b);
+    auto items = order.narrow(0, b, n);
+    table.index_copy_(0, items, encode(items));
+    if (progress) progress(b + n, N);
+  }
+  return table;
+}
+
+// Hugging Face layouts seen in public checkpoints: BertModel/RobertaModel keys as they are, the same under a
+// `bert.` / `roberta.` prefix (…ForMaskedLM, …ForSequenceClassification), and LayerNorm `gamma`/`beta` in the
+// original Google-converted BERT checkpoints. Heads and buffers that the tower never uses are ignored.
+ImportReport TextItemTower::importEncoder(const std::map<std::string, torch::Tensor>& stateDict, const std::string& file) {
+  auto params = encoder_->named_parameters();
+  std::map<std::string, torch::Tensor> mapped;
+  std::map<std::string, std::string> sourceOf;
+  ImportReport report;
+  std::vector<std::string> unexpected;
+  auto endsWith = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  for (const auto& [key, tensor] : stateDict) {
+    std::string name = key;
+    for (const char* prefix : {"bert.", "roberta.", "model."})
+      if (name.rfind(prefix, 0) == 0) name = name.substr(std::string(prefix).size());
+    if (endsWith(name, ".gamma")) name = name.substr(0, name.size() - 6) + ".weight";
+    if (endsWith(name, ".beta")) name = name.substr(0, name.size() - 5) + ".bias";
+    if (params.contains(name)) {
+      mapped[name] = tensor;
+      sourceOf[name] = key;
+    } else if (name.rfind("pooler.", 0) == 0 || name.rfind("cls.", 0) == 0 || name.rfind("lm_head.", 0) == 0 ||
+               name == "embeddings.position_ids" || name == "embeddings.token_type_ids" || name.rfind("qa_outputs.", 0) == 0 ||
+               name.rfind("classifier.", 0) == 0) {
+      report.ignored.push_back(key);
+    } else {
+      unexpected.push_back(key);
+    }
+  }
+  std::vector<std::string> missing, misShaped;
+  for (const auto& kv : params) {
+    auto it = mapped.find(kv.key());
+    if (it == mapped.end()) {
+      missing.push_back(kv.key());
+    } else if (it->second.sizes() != kv.value().sizes()) {
+      misShaped.push_back(sourceOf[kv.key()] + " is " + c10::str(it->second.sizes()) + ", expected " +
+                          c10::str(kv.value().sizes()));
+    }
+  }
+  if (!missing.empty() || !unexpected.empty() || !misShaped.empty()) {
+    auto list = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (size_t i = 0; i < v.size() && i < 12; ++i) s += (i ? ", " : "") + v[i];
+      if (v.size() > 12) s += ", ... (" + std::to_string(v.size()) + " in all)";
+      return s;
+    };
+    std::string msg = file + ": does not fit the " + c_.kind + " encoder (hidden " + std::to_string(c_.hidden) +
+                      ", " + std::to_string(c_.layers) + " layers)";
+    if (!misShaped.empty()) msg += "; wrong shapes: " + list(misShaped);
+    if (!missing.empty()) msg += "; missing tensors: " + list(missing);
+    if (!unexpected.empty()) msg += "; unexpected tensors: " + list(unexpected);
+    throw MorecException("EMISMATCH", msg);
+  }
+  torch::NoGradGuard noGrad;
+  for (auto& kv : params) {
+    const auto& src = mapped[kv.key()];
+    if (!src.is_floating_point())
+      throw MorecException("EMISMATCH", file + ": tensor '" + sourceOf[kv.key()] + "' is not floating point");
+    kv.value().copy_(src.to(kv.value().dtype()));
+    ++report.loaded;
+  }
+  weightsChanged();
+  return report;
+}
+
+}  // namespace morec

@@ -1,0 +1,45 @@
+// MoRec's text tower: a BERT/RoBERTa encoder over each item's tokens (from the item store) -> [CLS] or
+// masked-mean pooling of the last layer -> Linear(hidden -> d) -> GELU. With finetuneTopLayers = n the
+// embeddings and the bottom layers are frozen; with cacheFrozen their output per item is computed once
+// (eval mode: no dropout inside them) and the top n layers run on it, so an epoch costs about n / L.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "../encoders/bert.h"
+#include "item_tower.h"
+
+namespace morec {
+
+struct ImportReport {
+  int64_t loaded = 0;
+  std::vector<std::string> ignored;  // known heads and buffers of public checkpoints (pooler, MLM head, ...)
+};
+
+class TextItemTower : public ItemTower {
+ public:
+  TextItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store, const torch::Device& device);
+  torch::Tensor embed(const torch::Tensor& ids) override;
+  torch::Tensor embedAll(const std::function<void(int64_t, int64_t)>& progress) override;
+  std::vector<torch::Tensor> encoderParameters() override { return encoder_->parameters(); }
+  void weightsChanged() override { frozenCache_ = torch::Tensor(); }
+  // Loads a Hugging Face BERT/RoBERTa state dict (any of the usual layouts) into the encoder; `file` names
+  // the source in errors. Throws listing missing, unexpected and mis-shaped tensors.
+  ImportReport importEncoder(const std::map<std::string, torch::Tensor>& stateDict, const std::string& file);
+
+ private:
+  // Vectors of distinct items `items` (int64 [m], all >= 1) -> [m, d].
+  torch::Tensor encode(const torch::Tensor& items);
+  int64_t frozenLayers() const;
+  void buildFrozenCache();
+
+  TextTowerConfig c_;
+  std::shared_ptr<const ItemStoreData> store_;
+  torch::Tensor tokens_, lengths_;  // the store's, on the model's device
+  std::shared_ptr<BertEncoder> encoder_;
+  torch::nn::Linear projection_{nullptr};
+  torch::Tensor frozenCache_;  // [numItems + 1, maxTokens, hidden] output of the frozen bottom, or undefined
+};
+
+}  // namespace morec
