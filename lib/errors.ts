@@ -9,6 +9,9 @@ export type MorecErrorCode =
   | 'ENODEVICE' // the requested device is not available
   | 'ENOADDON' // the native addon could not be loaded
   | 'EFORMAT' // a file is malformed
+  | 'EMISMATCH' // a checkpoint does not fit the model (missing, unexpected or mis-shaped tensors)
+  | 'ENOENT' // a file does not exist
+  | 'EIO' // a file could not be read
   | 'ENATIVE'; // any other native failure
 
 export class MorecError extends Error {

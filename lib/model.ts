@@ -158,6 +158,11 @@ export class Model {
     return callNative(() => this.native.encodeSequences(inputIds, rows));
   }
 
+  /** The text encoder's last-layer hidden states of items (indices 1..numItems): shape [n, T, hidden], T = longest. */
+  encoderHiddenStates(items: Int32Array): NamedTensor {
+    return callNative(() => this.native.encoderHiddenStates(items));
+  }
+
   /** A copy of every item's vector, (numItems + 1) x d, row 0 = padding; encoder towers encode each item. */
   async itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array> {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);

@@ -124,6 +124,7 @@ export interface NativeModel {
   encodeSequences(inputIds: Int32Array, rows: number): Float32Array;
   itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array>;
   loadEncoderWeights(file: string): NativeImportReport;
+  encoderHiddenStates(items: Int32Array): NamedTensor;
   parameters(): Record<string, NamedTensor>;
   setParameters(params: Record<string, Float32Array | NamedTensor>): void;
   optimizerState(): { step: number; tensors: Record<string, NamedTensor> };

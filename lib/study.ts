@@ -10,10 +10,13 @@ import { Model, ModelConfig } from './model';
 import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
 import { fit, FitOptions } from './train/fit';
+import { PreparedTextTower, prepareTextTower, TextTowerOptions } from './text/text_tower';
 
 export interface ModelPreset {
   backbone: 'sasrec' | 'dssm';
-  itemTower: 'id';
+  itemTower: 'id' | 'text';
+  /** itemTower 'text': the encoder and tokenization (StudyOptions.textEncoder overrides the encoder). */
+  text?: TextTowerOptions;
   paradigm: 'id' | 'e2e' | 'ts';
   config: Partial<ModelConfig>;
   train: FitOptions;
@@ -35,6 +38,24 @@ export const MODEL_PRESETS: Record<string, ModelPreset> = {
     config: { d: 64, dssmDepth: 0 },
     train: { batchSize: 128, lr: 1e-3, weightDecay: 0.1 },
   },
+  // Text MoRec, end to end: the encoder is fine-tuned with the recommender (here trained from scratch, since
+  // no weights can ship; --text-encoder <folder> fine-tunes a real checkpoint).
+  'sasrec-text': {
+    backbone: 'sasrec',
+    itemTower: 'text',
+    text: { encoder: 'bert-tiny', maxTokens: 30 },
+    paradigm: 'e2e',
+    config: { d: 64, blocks: 2, heads: 2, dropout: 0.1 },
+    train: { batchSize: 64, lr: 1e-3, encoderLr: 1e-3, weightDecay: 0.1 },
+  },
+  'dssm-text': {
+    backbone: 'dssm',
+    itemTower: 'text',
+    text: { encoder: 'bert-tiny', maxTokens: 30 },
+    paradigm: 'e2e',
+    config: { d: 64, dssmDepth: 0 },
+    train: { batchSize: 128, lr: 1e-3, encoderLr: 1e-3, weightDecay: 0.1 },
+  },
 };
 
 export interface StudyOptions {
@@ -48,6 +69,10 @@ export interface StudyOptions {
   seed?: number;
   threads?: number;
   scale?: number;
+  /** Text rows: a preset name from models/ (from scratch) or a Hugging Face checkpoint folder to fine-tune. */
+  textEncoder?: string;
+  /** Text rows: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles). */
+  tokenizer?: string;
   /** Prepared-dataset cache folder (default $MOREC_CACHE or ~/.cache/morec); false = no cache. */
   cacheDir?: string | false;
   log?: (line: string) => void;
@@ -58,6 +83,8 @@ export interface ResultRow {
   backbone: 'sasrec' | 'dssm';
   itemTower: string;
   paradigm: 'id' | 'e2e' | 'ts';
+  /** Whether the item encoder started from pretrained weights (null for ID towers). */
+  pretrained: boolean | null;
   dataset: string;
   split: 'test';
   'HR@10': number;
@@ -90,18 +117,38 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   const pop = metrics(popularityRanks(seqs, 'test'));
   log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);
   const rows: ResultRow[] = [];
+  const textTowers = new Map<string, PreparedTextTower>();
   for (const name of models) {
     const preset = MODEL_PRESETS[name];
-    const model = Model.create({
-      backbone: preset.backbone,
-      itemTower: preset.itemTower,
-      numItems: seqs.numItems,
-      numUsers: seqs.users,
-      maxLen,
-      seed,
-      threads: options.threads,
-      ...preset.config,
-    });
+    let text: PreparedTextTower | undefined;
+    if (preset.itemTower === 'text') {
+      const opts = { ...preset.text, encoder: options.textEncoder ?? preset.text?.encoder, tokenizer: options.tokenizer ?? preset.text?.tokenizer };
+      const key = JSON.stringify(opts);
+      text = textTowers.get(key);
+      if (!text) {
+        text = prepareTextTower(data, opts);
+        textTowers.set(key, text);
+        log(text.summary);
+      }
+    }
+    const model = Model.create(
+      {
+        backbone: preset.backbone,
+        itemTower: preset.itemTower,
+        numItems: seqs.numItems,
+        numUsers: seqs.users,
+        maxLen,
+        seed,
+        threads: options.threads,
+        ...preset.config,
+        ...(text ? { text: text.text as ModelConfig['text'] } : {}),
+      },
+      { items: text?.items },
+    );
+    if (text?.weights) {
+      const report = model.loadEncoderWeights(text.weights);
+      log(`${name}: loaded ${report.loaded} encoder tensors from ${text.weights}${report.ignored.length ? ` (ignored ${report.ignored.length}: ${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''})` : ''}`);
+    }
     log(`${name}: training (early stop on valid HR@10, patience ${options.patience ?? 5})`);
     const result = await fit(model, seqs, {
       ...preset.train,
@@ -116,8 +163,9 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
     rows.push({
       model: name,
       backbone: preset.backbone,
-      itemTower: preset.itemTower,
+      itemTower: text ? text.label : preset.itemTower,
       paradigm: preset.paradigm,
+      pretrained: text ? text.pretrained : null,
       dataset: data.name === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})` : data.name,
       split: 'test',
       'HR@10': result.test['HR@10'],

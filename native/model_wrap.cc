@@ -4,7 +4,9 @@
 
 #include "evaluate_worker.h"
 #include "item_store_wrap.h"
+#include "io/state_dict_reader.h"
 #include "item_vectors_worker.h"
+#include "models/text_item_tower.h"
 #include "sequences_wrap.h"
 #include "train_epoch_worker.h"
 
@@ -17,6 +19,8 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::evaluate>("evaluate"),
                       InstanceMethod<&ModelWrap::encodeSequences>("encodeSequences"),
                       InstanceMethod<&ModelWrap::itemVectors>("itemVectors"),
+                      InstanceMethod<&ModelWrap::encoderHiddenStates>("encoderHiddenStates"),
+                      InstanceMethod<&ModelWrap::loadEncoderWeights>("loadEncoderWeights"),
                       InstanceMethod<&ModelWrap::parameters>("parameters"),
                       InstanceMethod<&ModelWrap::setParameters>("setParameters"),
                       InstanceMethod<&ModelWrap::optimizerState>("optimizerState"),
@@ -133,6 +137,57 @@ Napi::Value ModelWrap::itemVectors(const Napi::CallbackInfo& info) {
     auto* w = new ItemVectorsWorker(info.Env(), core_, optionalFunction(info, 0, "onProgress"));
     w->Queue();
     return w->promise();
+  });
+}
+
+static TextItemTower& textTower(ModelCore& core, const char* method) {
+  auto* tower = dynamic_cast<TextItemTower*>(&core.model->itemTower());
+  if (!tower)
+    throw invalidArg(std::string(method) + " needs itemTower 'text' but this model has '" + core.model->config().itemTower + "'");
+  return *tower;
+}
+
+// Last-layer hidden states of the text encoder for items (Int32Array of indices 1..numItems):
+// { shape: [n, T, hidden], data: Float32Array }.
+Napi::Value ModelWrap::encoderHiddenStates(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto& tower = textTower(*core_, "encoderHiddenStates");
+    auto ids = readInt32Array(info.Length() ? info[0] : info.Env().Undefined(), "items");
+    const int64_t N = core_->model->config().numItems;
+    if (ids.ElementLength() == 0) throw invalidArg("Expected at least one item in items but received an empty array");
+    for (size_t i = 0; i < ids.ElementLength(); ++i)
+      if (ids[i] < 1 || ids[i] > N)
+        throw invalidArg("Expected item indices in 1.." + std::to_string(N) + " but items[" + std::to_string(i) + "] is " +
+                         std::to_string(ids[i]));
+    useThreads(core_->model->config().threads);
+    auto items = torch::from_blob(ids.Data(), {int64_t(ids.ElementLength())}, torch::kInt).to(core_->model->device(), torch::kLong);
+    auto h = tower.hiddenStates(items);
+    Napi::Object out = Napi::Object::New(info.Env());
+    Napi::Array shape = Napi::Array::New(info.Env(), 3);
+    for (uint32_t i = 0; i < 3; ++i) shape.Set(i, double(h.size(i)));
+    out.Set("shape", shape);
+    out.Set("data", tensorToTypedArray(info.Env(), h.to(torch::kCPU, torch::kFloat, false, true)));
+    return out;
+  });
+}
+
+// Reads a Hugging Face checkpoint file (safetensors or PyTorch zip) and loads it into the text encoder.
+Napi::Value ModelWrap::loadEncoderWeights(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto& tower = textTower(*core_, "loadEncoderWeights");
+    Napi::Object holder = Napi::Object::New(info.Env());
+    holder.Set("file", info.Length() ? info[0] : info.Env().Undefined());
+    const std::string file = readString(holder, "file", "");
+    if (file.empty()) throw invalidArg("Expected a checkpoint file path for file but received " + describeValue(holder.Get("file")));
+    auto report = tower.importEncoder(readStateDict(file), file);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("loaded", double(report.loaded));
+    Napi::Array ignored = Napi::Array::New(info.Env(), report.ignored.size());
+    for (size_t i = 0; i < report.ignored.size(); ++i) ignored.Set(uint32_t(i), report.ignored[i]);
+    out.Set("ignored", ignored);
+    return out;
   });
 }
 

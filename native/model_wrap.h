@@ -20,6 +20,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value evaluate(const Napi::CallbackInfo& info);
   Napi::Value encodeSequences(const Napi::CallbackInfo& info);
   Napi::Value itemVectors(const Napi::CallbackInfo& info);
+  Napi::Value encoderHiddenStates(const Napi::CallbackInfo& info);
+  Napi::Value loadEncoderWeights(const Napi::CallbackInfo& info);
   Napi::Value parameters(const Napi::CallbackInfo& info);
   Napi::Value setParameters(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);

@@ -25,6 +25,7 @@
     "train/adamw.cc",
     "train/trainer.cc",
     "eval/ranker.cc",
-    "eval/evaluator.cc"
+    "eval/evaluator.cc",
+    "io/state_dict_reader.cc"
   ]
 }

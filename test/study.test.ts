@@ -33,7 +33,10 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\| model \| backbone \| item tower \| paradigm \| HR@10 \| NDCG@10 \| epochs \(best\) \| time s \|/);
   const rows = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-  assert.deepEqual(rows.map((x: { model: string }) => x.model), ['sasrec-id', 'dssm-id']);
+  assert.deepEqual(rows.map((x: { model: string }) => x.model), ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text']);
+  assert.deepEqual(rows.map((x: { itemTower: string }) => x.itemTower), ['id', 'id', 'bert-tiny(scratch)', 'bert-tiny(scratch)']);
+  assert.deepEqual(rows.map((x: { pretrained: boolean | null }) => x.pretrained), [null, null, false, false]);
+  assert.match(r.stdout, /text tower bert-tiny\(scratch\): word vocabulary of \d+ title words/);
   for (const row of rows) {
     assert.equal(typeof row.model, 'string');
     assert.ok(['sasrec', 'dssm'].includes(row.backbone));
@@ -51,13 +54,13 @@ test('train.js --help documents the options; unknown options and bad values fail
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-cache-'));
   const help = runTrainJs(['--help'], cache);
   assert.equal(help.status, 0);
-  for (const opt of ['--dataset', '--models', '--epochs', '--out', '--seed', '--threads', '--patience', '--quiet']) assert.ok(help.stdout.includes(opt), opt);
+  for (const opt of ['--dataset', '--models', '--epochs', '--out', '--seed', '--threads', '--patience', '--quiet', '--text-encoder', '--tokenizer']) assert.ok(help.stdout.includes(opt), opt);
   const bad = runTrainJs(['--bogus'], cache);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /Unknown argument: bogus/);
   const badModel = runTrainJs(['--models', 'sasrec-bert', '--epochs', '1'], cache);
   assert.equal(badModel.status, 1);
-  assert.match(badModel.stderr, /models from sasrec-id, dssm-id but received 'sasrec-bert'/);
+  assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text but received 'sasrec-bert'/);
   const badData = runTrainJs(['--dataset', '/nonexistent/data'], cache);
   assert.equal(badData.status, 1);
   assert.match(badData.stderr, /existing file or folder for dataset but received '\/nonexistent\/data'/);

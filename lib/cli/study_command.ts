@@ -16,6 +16,8 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     .option('seed', { type: 'number', default: 42 })
     .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
     .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
+    .option('text-encoder', { type: 'string', describe: 'text rows: a preset in models/ (trained from scratch; default bert-tiny) or a Hugging Face checkpoint folder to fine-tune' })
+    .option('tokenizer', { type: 'string', describe: "text rows: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'print only the table' })
     .strict()
     .fail((msg, err) => {
@@ -34,6 +36,8 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     seed: args.seed,
     scale: args.scale,
     threads: args.threads,
+    textEncoder: args['text-encoder'],
+    tokenizer: args.tokenizer,
     log,
   });
   console.log('');

@@ -1,5 +1,5 @@
 // Checkpoint reader: safetensors (mmap + a small JSON parser) and PyTorch zip checkpoints (libtorch's zip reader +
-// a restricted unpickler that only understands state-dict pickles and never imports or calls anything).
+// a restricted unpickler that understands only state-dict pickles and never imports or calls anything).
 #include "state_dict_reader.h"
 
 #include <caffe2/serialize/inline_container.h>
@@ -29,50 +29,41 @@ namespace {
 
 // Source element types. BOOL is read as bytes and compared with 0 (a byte other than 0/1 is not a valid kBool).
 struct DType {
-  const char* safetensors;
-  const char* storage;  // torch.<name> storage class in pickles
+  const char *safetensors, *storage;  // storage: the torch.<name> class in pickles
   torch::ScalarType type;
   bool isBool;
 };
-const DType kDTypes[] = {
-    {"F32", "FloatStorage", torch::kFloat, false},   {"F16", "HalfStorage", torch::kHalf, false},
-    {"BF16", "BFloat16Storage", torch::kBFloat16, false}, {"F64", "DoubleStorage", torch::kDouble, false},
-    {"I64", "LongStorage", torch::kLong, false},     {"I32", "IntStorage", torch::kInt, false},
-    {"I16", "ShortStorage", torch::kShort, false},   {"I8", "CharStorage", torch::kChar, false},
-    {"U8", "ByteStorage", torch::kByte, false},      {"BOOL", "BoolStorage", torch::kByte, true}};
+const DType kDTypes[] = {{"F32", "FloatStorage", torch::kFloat, false},  {"F16", "HalfStorage", torch::kHalf, false},
+                         {"BF16", "BFloat16Storage", torch::kBFloat16, false},
+                         {"F64", "DoubleStorage", torch::kDouble, false}, {"I64", "LongStorage", torch::kLong, false},
+                         {"I32", "IntStorage", torch::kInt, false},       {"I16", "ShortStorage", torch::kShort, false},
+                         {"I8", "CharStorage", torch::kChar, false},      {"U8", "ByteStorage", torch::kByte, false},
+                         {"BOOL", "BoolStorage", torch::kByte, true}};
 
 // A fresh contiguous float32 (floating sources) or int64 (integer and bool sources) copy of src.
 torch::Tensor convert(const torch::Tensor& src, bool isBool) {
   if (isBool) return src.ne(0).to(torch::kLong);
-  auto type = at::isFloatingType(src.scalar_type()) ? torch::kFloat : torch::kLong;
+  auto type = c10::isFloatingType(src.scalar_type()) ? torch::kFloat : torch::kLong;
   return torch::empty(src.sizes(), torch::TensorOptions().dtype(type)).copy_(src);
 }
 
-// The whole file mapped read-only; unmapped on destruction.
+// The whole file mapped read-only, unmapped on destruction. Pages are read on first touch, so any size works.
 struct MappedFile {
   const uint8_t* data = nullptr;
   size_t size = 0;
   explicit MappedFile(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      fail(path, std::string("cannot open: ") + std::strerror(e), e == ENOENT || e == ENOTDIR ? "ENOENT" : "EIO");
-    }
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC), e = errno;
+    if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(e), e == ENOENT || e == ENOTDIR ? "ENOENT" : "EIO");
     struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      fail(path, "not a regular file", "EIO");
-    }
-    size = static_cast<size_t>(st.st_size);
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) ::close(fd), fail(path, "not a regular file", "EIO");
+    size = size_t(st.st_size);
     void* p = size ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
-    int e = errno;
+    e = errno;
     ::close(fd);  // the mapping stays valid
     if (p == MAP_FAILED) fail(path, std::string("cannot map the file: ") + std::strerror(e), "EIO");
     data = static_cast<const uint8_t*>(p);
   }
-  ~MappedFile() {
-    if (data) ::munmap(const_cast<uint8_t*>(data), size);
-  }
+  ~MappedFile() { if (data) ::munmap(const_cast<uint8_t*>(data), size); }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 };
@@ -81,7 +72,7 @@ struct MappedFile {
 struct Json {
   enum Kind { Null, Bool, Num, Str, Arr, Obj } kind = Null;
   std::string str;
-  int64_t uint = -1;  // the value of a non-negative integer that fits int64, else -1
+  int64_t uint = -1;  // the value of a non-negative integer that fits int64, else -1 (the only numbers used)
   std::vector<Json> arr;
   std::vector<std::pair<std::string, Json>> obj;
 };
@@ -91,8 +82,7 @@ class JsonParser {
   JsonParser(const std::string& path, const char* p, size_t n) : path_(path), begin_(p), p_(p), end_(p + n) {}
   Json document() {
     Json v = value(0);
-    ws();
-    if (p_ != end_) err("unexpected characters after the top-level object");
+    if (ws(), p_ != end_) err("unexpected characters after the top-level object");
     return v;
   }
 
@@ -102,14 +92,9 @@ class JsonParser {
   [[noreturn]] void err(const std::string& what) {
     fail(path_, "malformed safetensors header JSON at header byte " + std::to_string(p_ - begin_) + ": " + what);
   }
-  void ws() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
-  }
-  void expect(char c) {
-    ws();
-    if (p_ == end_ || *p_ != c) err(std::string("expected '") + c + "'");
-    ++p_;
-  }
+  void ws() { while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_; }
+  bool at(char c) { return ws(), p_ < end_ && *p_ == c; }
+  void expect(char c) { at(c) ? void(++p_) : err(std::string("expected '") + c + "'"); }
   bool digits() {
     const char* s = p_;
     while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
@@ -117,69 +102,51 @@ class JsonParser {
   }
   Json value(int depth) {
     if (depth > 32) err("nested too deeply");  // bounds the recursion on hostile input
-    ws();
-    if (p_ == end_) err("unexpected end of header");
+    if (ws(), p_ == end_) err("unexpected end of header");
     Json v;
     char c = *p_;
     if (c == '{' || c == '[') {
       ++p_;
       v.kind = c == '{' ? Json::Obj : Json::Arr;
-      ws();
-      if (p_ < end_ && *p_ == (c == '{' ? '}' : ']')) return ++p_, v;
-      for (;;) {
-        if (c == '{') {
-          ws();
-          if (p_ == end_ || *p_ != '"') err("expected a string key");
-          std::string key = string();
-          expect(':');
-          v.obj.emplace_back(std::move(key), value(depth + 1));
-        } else {
+      char close = c == '{' ? '}' : ']';
+      if (at(close)) return ++p_, v;
+      do {
+        if (c == '[') {
           v.arr.push_back(value(depth + 1));
-        }
-        ws();
-        if (p_ < end_ && *p_ == ',') {
-          ++p_;
           continue;
         }
-        expect(c == '{' ? '}' : ']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = Json::Str;
-      v.str = string();
+        if (!at('"')) err("expected a string key");
+        std::string key = string();
+        expect(':');
+        v.obj.emplace_back(std::move(key), value(depth + 1));
+      } while (at(',') && ++p_);
+      expect(close);
       return v;
     }
+    if (c == '"') return v.kind = Json::Str, v.str = string(), v;
     for (const char* lit : {"true", "false", "null"}) {
       size_t n = std::strlen(lit);
-      if (size_t(end_ - p_) >= n && std::memcmp(p_, lit, n) == 0) {
-        p_ += n;
-        v.kind = lit[0] == 'n' ? Json::Null : Json::Bool;
-        return v;
-      }
+      if (size_t(end_ - p_) >= n && std::memcmp(p_, lit, n) == 0) return p_ += n, v.kind = Json::Bool, v;  // or null
     }
-    // number: -?digits(.digits)?([eE][+-]?digits)?; only non-negative integers are ever used
+    // number: -?digits(.digits)?([eE][+-]?digits)?
     v.kind = Json::Num;
-    bool integer = !(c == '-');
-    if (c == '-') ++p_;
+    bool integer = c != '-';
+    p_ += c == '-';
     const char* d = p_;
     if (!digits()) err("expected a value");
     const char* dEnd = p_;
     if (p_ < end_ && *p_ == '.') {
-      ++p_, integer = false;
+      integer = false, ++p_;
       if (!digits()) err("malformed number");
     }
     if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
-      ++p_, integer = false;
+      integer = false, ++p_;
       if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
       if (!digits()) err("malformed number");
     }
-    if (integer) {
-      v.uint = 0;
-      for (const char* q = d; q < dEnd && v.uint >= 0; ++q)
-        if (__builtin_mul_overflow(v.uint, int64_t(10), &v.uint) || __builtin_add_overflow(v.uint, *q - '0', &v.uint))
-          v.uint = -1;
-    }
+    for (v.uint = integer ? 0 : -1; integer && d < dEnd && v.uint >= 0; ++d)
+      if (__builtin_mul_overflow(v.uint, int64_t(10), &v.uint) || __builtin_add_overflow(v.uint, *d - '0', &v.uint))
+        v.uint = -1;
     return v;
   }
   uint32_t hex4() {
@@ -189,14 +156,13 @@ class JsonParser {
       char h = *p_++;
       int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
       if (d < 0) err("bad \\u escape");
-      cp = cp * 16 + d;
+      cp = cp * 16 + uint32_t(d);
     }
     return cp;
   }
   std::string string() {
-    ++p_;  // opening quote
     std::string s;
-    for (;;) {
+    for (++p_;;) {
       if (p_ == end_) err("unterminated string");
       unsigned char c = *p_++;
       if (c == '"') return s;
@@ -205,14 +171,12 @@ class JsonParser {
         s += char(c);
         continue;
       }
-      if (p_ == end_) err("unterminated string");
-      char e = *p_++;
-      const char* simple = std::strchr("\"\\/bfnrt", e);
-      if (e && simple) {
-        s += "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+      const char* simple = p_ < end_ && *p_ ? std::strchr("\"\\/bfnrt", *p_) : nullptr;
+      if (simple) {
+        s += "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"], ++p_;
         continue;
       }
-      if (e != 'u') err("bad escape in a string");
+      if (p_ == end_ || *p_++ != 'u') err("bad escape in a string");
       uint32_t cp = hex4();
       if (cp >= 0xD800 && cp < 0xDC00) {  // UTF-16 surrogate pair
         if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') err("unpaired surrogate");
@@ -223,12 +187,9 @@ class JsonParser {
       } else if (cp >= 0xDC00 && cp < 0xE000) {
         err("unpaired surrogate");
       }
-      if (cp < 0x80) s += char(cp);
-      else if (cp < 0x800) s += char(0xC0 | cp >> 6), s += char(0x80 | (cp & 63));
-      else if (cp < 0x10000) s += char(0xE0 | cp >> 12), s += char(0x80 | (cp >> 6 & 63)), s += char(0x80 | (cp & 63));
-      else
-        s += char(0xF0 | cp >> 18), s += char(0x80 | (cp >> 12 & 63)), s += char(0x80 | (cp >> 6 & 63)),
-            s += char(0x80 | (cp & 63));
+      int extra = cp < 0x80 ? 0 : cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;  // UTF-8: lead byte 0xC0/0xE0/0xF0 + 6-bit tails
+      s += char(extra ? (0xFF00 >> (extra + 1) & 0xFF) | cp >> (6 * extra) : cp);
+      for (int k = extra - 1; k >= 0; --k) s += char(0x80 | (cp >> (6 * k) & 63));
     }
   }
 };
@@ -253,30 +214,27 @@ std::map<std::string, torch::Tensor> readSafetensors(const std::string& path, co
       if (k == "shape") shape = &v;
       if (k == "data_offsets") offsets = &v;
     }
-    if (info.kind != Json::Obj || !dtype || dtype->kind != Json::Str || !shape || shape->kind != Json::Arr ||
-        !offsets || offsets->kind != Json::Arr || offsets->arr.size() != 2)
+    if (!dtype || dtype->kind != Json::Str || !shape || shape->kind != Json::Arr || !offsets ||
+        offsets->kind != Json::Arr || offsets->arr.size() != 2)
       fail(path, what + " needs \"dtype\" (a string), \"shape\" (an array) and \"data_offsets\" ([begin, end])");
     const DType* dt = nullptr;
-    for (const auto& d : kDTypes)
-      if (dtype->str == d.safetensors) dt = &d;
+    for (const auto& d : kDTypes) dt = dtype->str == d.safetensors ? &d : dt;
     if (!dt) fail(path, what + " has unsupported dtype '" + dtype->str + "'");
     std::vector<int64_t> sizes;
-    int64_t numel = 1;
+    int64_t numel = 1, b = offsets->arr[0].uint, e = offsets->arr[1].uint, item = c10::elementSize(dt->type), bytes;
     for (const auto& d : shape->arr) {
       if (d.uint < 0 || __builtin_mul_overflow(numel, d.uint, &numel))
         fail(path, what + " has an invalid shape (dimensions must be non-negative integers)");
       sizes.push_back(d.uint);
     }
-    int64_t b = offsets->arr[0].uint, e = offsets->arr[1].uint, bytes;
     if (b < 0 || e < b || uint64_t(e) > dataSize)
       fail(path, what + " has data offsets [" + std::to_string(b) + ", " + std::to_string(e) + ") beyond the " +
                      std::to_string(dataSize) + "-byte data section");
-    int64_t item = torch::elementSize(dt->type);
     if (__builtin_mul_overflow(numel, item, &bytes) || bytes != e - b)
       fail(path, what + " has " + std::to_string(e - b) + " data bytes but its " + dtype->str + " shape needs " +
                      std::to_string(numel) + " x " + std::to_string(item));
     if (out.count(name)) fail(path, what + " appears twice in the header");
-    // Copy out of the mapping (its offsets need not be aligned for the element type), then convert.
+    // Copy out of the mapping (offsets need not be aligned for the element type), then convert if needed.
     auto t = torch::empty(sizes, torch::TensorOptions().dtype(dt->type));
     if (bytes) std::memcpy(t.data_ptr(), data + b, bytes);
     out[name] = t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kLong ? t : convert(t, dt->isBool);
@@ -289,31 +247,29 @@ std::map<std::string, torch::Tensor> readSafetensors(const std::string& path, co
 // nesting or cycles (through the memo) can neither overflow the stack on destruction nor leak.
 struct Val {
   enum Kind { None, Bool, Int, Float, Str, Tuple, List, Dict, Global, Storage, Tensor } kind = None;
-  int64_t i = 0;                         // Int/Bool; Storage: numel; Tensor: storage offset
-  std::string s;                         // Str; Global: "module.name"; Storage: record key
-  std::vector<size_t> items;             // Tuple/List; Dict: key, value, key, value...; Tensor: {storage}
-  std::vector<int64_t> sizes, strides;   // Tensor
-  const DType* dtype = nullptr;          // Global (a storage class), Storage
+  int64_t i = 0;                        // Int/Bool; Tensor: storage offset
+  std::string s;                        // Str; Global: "module.name"; Storage: record key
+  std::vector<size_t> items;            // Tuple/List; Dict: key, value, key, value...; Tensor: {storage}
+  std::vector<int64_t> sizes, strides;  // Tensor
+  const DType* dtype = nullptr;         // Global (a storage class), Storage
 };
 const char* kindName(Val::Kind k) {
-  static const char* names[] = {"None", "bool", "int", "float", "str", "tuple", "list", "dict", "global",
-                                "storage", "tensor"};
+  static const char* names[] = {"None", "bool", "int", "float", "str", "tuple", "list", "dict", "global", "storage", "tensor"};
   return names[k];
 }
 
 std::string opName(uint8_t op) {
   static const std::unordered_map<uint8_t, const char*> names = {
-      {0x80, "PROTO"}, {0x95, "FRAME"}, {'}', "EMPTY_DICT"}, {')', "EMPTY_TUPLE"}, {']', "EMPTY_LIST"},
-      {'(', "MARK"}, {'X', "BINUNICODE"}, {0x8c, "SHORT_BINUNICODE"}, {0x8d, "BINUNICODE8"}, {'J', "BININT"},
-      {'K', "BININT1"}, {'M', "BININT2"}, {0x8a, "LONG1"}, {'G', "BINFLOAT"}, {0x88, "NEWTRUE"},
-      {0x89, "NEWFALSE"}, {'N', "NONE"}, {'t', "TUPLE"}, {0x85, "TUPLE1"}, {0x86, "TUPLE2"}, {0x87, "TUPLE3"},
-      {'q', "BINPUT"}, {'r', "LONG_BINPUT"}, {'h', "BINGET"}, {'j', "LONG_BINGET"}, {0x94, "MEMOIZE"},
-      {'s', "SETITEM"}, {'u', "SETITEMS"}, {'a', "APPEND"}, {'e', "APPENDS"}, {'c', "GLOBAL"}, {'R', "REDUCE"},
-      {'b', "BUILD"}, {'Q', "BINPERSID"}, {'.', "STOP"}, {0x93, "STACK_GLOBAL"}, {0x81, "NEWOBJ"},
-      {0x92, "NEWOBJ_EX"}, {'i', "INST"}, {'o', "OBJ"}, {'P', "PERSID"}, {'T', "BINSTRING"},
-      {'U', "SHORT_BINSTRING"}, {'B', "BINBYTES"}, {'C', "SHORT_BINBYTES"}, {0x8e, "BINBYTES8"}, {'V', "UNICODE"},
-      {'S', "STRING"}, {'I', "INT"}, {'L', "LONG"}, {'F', "FLOAT"}, {'p', "PUT"}, {'g', "GET"}, {'d', "DICT"},
-      {'l', "LIST"}, {'0', "POP"}, {'1', "DUP"}, {'2', "POP_MARK"}, {0x8b, "LONG4"}, {0x82, "EXT1"},
+      {0x80, "PROTO"}, {0x95, "FRAME"}, {'}', "EMPTY_DICT"}, {')', "EMPTY_TUPLE"}, {']', "EMPTY_LIST"}, {'(', "MARK"},
+      {'X', "BINUNICODE"}, {0x8c, "SHORT_BINUNICODE"}, {0x8d, "BINUNICODE8"}, {'J', "BININT"}, {'K', "BININT1"},
+      {'M', "BININT2"}, {0x8a, "LONG1"}, {'G', "BINFLOAT"}, {0x88, "NEWTRUE"}, {0x89, "NEWFALSE"}, {'N', "NONE"},
+      {'t', "TUPLE"}, {0x85, "TUPLE1"}, {0x86, "TUPLE2"}, {0x87, "TUPLE3"}, {'q', "BINPUT"}, {'r', "LONG_BINPUT"},
+      {'h', "BINGET"}, {'j', "LONG_BINGET"}, {0x94, "MEMOIZE"}, {'s', "SETITEM"}, {'u', "SETITEMS"}, {'a', "APPEND"},
+      {'e', "APPENDS"}, {'c', "GLOBAL"}, {0x93, "STACK_GLOBAL"}, {'R', "REDUCE"}, {'b', "BUILD"}, {'Q', "BINPERSID"},
+      {'.', "STOP"}, {0x81, "NEWOBJ"}, {0x92, "NEWOBJ_EX"}, {'i', "INST"}, {'o', "OBJ"}, {'P', "PERSID"},
+      {'T', "BINSTRING"}, {'U', "SHORT_BINSTRING"}, {'B', "BINBYTES"}, {'C', "SHORT_BINBYTES"}, {0x8e, "BINBYTES8"},
+      {'V', "UNICODE"}, {'S', "STRING"}, {'I', "INT"}, {'L', "LONG"}, {'F', "FLOAT"}, {'p', "PUT"}, {'g', "GET"},
+      {'d', "DICT"}, {'l', "LIST"}, {'0', "POP"}, {'1', "DUP"}, {'2', "POP_MARK"}, {0x8b, "LONG4"}, {0x82, "EXT1"},
       {0x83, "EXT2"}, {0x84, "EXT4"}, {0x8f, "EMPTY_SET"}, {0x90, "ADDITEMS"}, {0x91, "FROZENSET"},
       {0x96, "BYTEARRAY8"}, {0x97, "NEXT_BUFFER"}, {0x98, "READONLY_BUFFER"}};
   char hex[8];
@@ -327,7 +283,8 @@ class Unpickler {
   Unpickler(const std::string& path, const uint8_t* p, size_t n) : path_(path), p_(p), end_(p + n) {}
   std::vector<Val> vals;
 
-  // Runs data.pkl to STOP and returns the index of the unpickled object.
+  // Runs data.pkl to STOP and returns the index of the unpickled object. Every read, pop and memo lookup is
+  // checked: malformed input ends in EFORMAT, never in a crash.
   size_t run() {
     for (;;) {
       uint8_t op = *take(1);
@@ -344,11 +301,14 @@ class Unpickler {
         case 'J': integer(num<int32_t>()); break;
         case 'K': integer(num<uint8_t>()); break;
         case 'M': integer(num<uint16_t>()); break;
-        case 0x8a: {  // LONG1: n-byte little-endian two's complement
+        case 0x8a: {  // LONG1: n-byte little-endian two's complement; wider than 64 bits: an opaque value
           uint8_t n = *take(1);
-          if (n > 8) bad("pickle integer wider than 64 bits");
-          uint64_t v = 0;
           const uint8_t* b = take(n);
+          if (n > 8) {
+            push(make(Val::Float));
+            break;
+          }
+          uint64_t v = 0;
           for (int k = n - 1; k >= 0; --k) v = v << 8 | b[k];
           if (n && n < 8 && (b[n - 1] & 0x80)) v |= ~uint64_t(0) << (8 * n);
           integer(int64_t(v));
@@ -357,13 +317,11 @@ class Unpickler {
         case 'G': take(8), push(make(Val::Float)); break;  // the value is never needed
         case 0x88: case 0x89: integer(op == 0x88), vals.back().kind = Val::Bool; break;
         case 'N': push(make(Val::None)); break;
-        case 't': { auto items = popMark(op); size_t t = make(Val::Tuple); vals[t].items = std::move(items); push(t); break; }
+        case 't': tuple(popMark(op)); break;
         case 0x85: case 0x86: case 0x87: {
           std::vector<size_t> items(op - 0x84);
           for (size_t k = items.size(); k-- > 0;) items[k] = pop(op);
-          size_t t = make(Val::Tuple);
-          vals[t].items = std::move(items);
-          push(t);
+          tuple(std::move(items));
           break;
         }
         case 'q': memo_[num<uint8_t>()] = top(op); break;
@@ -376,21 +334,26 @@ class Unpickler {
           push(it->second);
           break;
         }
-        case 's': { size_t v = pop(op), k = pop(op); auto& d = want(top(op), Val::Dict, op).items; d.push_back(k), d.push_back(v); break; }
+        case 's': { size_t v = pop(op), k = pop(op); add(Val::Dict, {k, v}, op); break; }
         case 'u': {
           auto items = popMark(op);
           if (items.size() % 2) bad("SETITEMS with an odd number of items");
-          auto& d = want(top(op), Val::Dict, op).items;
-          d.insert(d.end(), items.begin(), items.end());
+          add(Val::Dict, items, op);
           break;
         }
-        case 'a': { size_t v = pop(op); want(top(op), Val::List, op).items.push_back(v); break; }
-        case 'e': { auto items = popMark(op); auto& l = want(top(op), Val::List, op).items; l.insert(l.end(), items.begin(), items.end()); break; }
-        case 'c': global(); break;
+        case 'a': { size_t v = pop(op); add(Val::List, {v}, op); break; }
+        case 'e': add(Val::List, popMark(op), op); break;
+        case 'c': { std::string mod = line(); global(mod, line(), op); break; }
+        case 0x93: {  // STACK_GLOBAL (protocol 4+, e.g. torch.save(pickle_protocol=4)): same allowlist as GLOBAL
+          size_t name = pop(op), mod = pop(op);
+          if (vals[name].kind != Val::Str || vals[mod].kind != Val::Str) bad("STACK_GLOBAL without two strings");
+          global(vals[mod].s, vals[name].s, op);
+          break;
+        }
         case 'R': { size_t args = pop(op), fn = pop(op); push(reduce(fn, args)); break; }
-        case 'b': {  // BUILD: only the attribute dict state.__dict__ of an OrderedDict (its _metadata) is accepted
+        case 'b': {  // BUILD: only the attribute dict of an OrderedDict (state_dict()'s _metadata), then ignored
           size_t state = pop(op);
-          want(top(op), Val::Dict, op);
+          add(Val::Dict, {}, op);
           if (vals[state].kind != Val::Dict && vals[state].kind != Val::None) bad("BUILD with a non-dict state");
           break;
         }
@@ -410,9 +373,7 @@ class Unpickler {
   [[noreturn]] void bad(const std::string& what) { fail(path_, what); }
   const uint8_t* take(uint64_t n) {
     if (n > uint64_t(end_ - p_)) bad("truncated pickle: data.pkl ends inside an opcode");
-    const uint8_t* q = p_;
-    p_ += n;
-    return q;
+    return (p_ += n) - n;
   }
   template <typename T>
   T num() {
@@ -420,19 +381,17 @@ class Unpickler {
     std::memcpy(&v, take(sizeof(T)), sizeof(T));
     return v;
   }
-  size_t make(Val::Kind k) {
-    vals.emplace_back();
-    vals.back().kind = k;
+  size_t make(Val::Kind k) {  // note: invalidates references into vals
+    vals.emplace_back().kind = k;
     return vals.size() - 1;
   }
   void push(size_t v) { stack_.push_back(v); }
-  void str(uint64_t n) {
-    const uint8_t* b = take(n);
-    size_t v = make(Val::Str);
-    vals[v].s.assign(reinterpret_cast<const char*>(b), n);
-    push(v);
-  }
   void integer(int64_t x) { push(make(Val::Int)), vals.back().i = x; }
+  void str(uint64_t n) {
+    const char* b = reinterpret_cast<const char*>(take(n));
+    push(make(Val::Str)), vals.back().s.assign(b, n);
+  }
+  void tuple(std::vector<size_t> items) { push(make(Val::Tuple)), vals.back().items = std::move(items); }
   // Python's unpickler starts a fresh stack at each MARK: pops never cross one.
   size_t top(uint8_t op) {
     if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
@@ -451,10 +410,11 @@ class Unpickler {
     marks_.pop_back();
     return items;
   }
-  Val& want(size_t v, Val::Kind k, uint8_t op) {
-    if (vals[v].kind != k)
-      bad("pickle opcode " + opName(op) + " applied to a " + kindName(vals[v].kind) + ", expected a " + kindName(k));
-    return vals[v];
+  // Appends items to the container on top of the stack, which must be of kind k.
+  void add(Val::Kind k, const std::vector<size_t>& items, uint8_t op) {
+    Val& v = vals[top(op)];
+    if (v.kind != k) bad("pickle opcode " + opName(op) + " applied to a " + kindName(v.kind) + ", expected a " + kindName(k));
+    v.items.insert(v.items.end(), items.begin(), items.end());
   }
   std::string line() {
     const uint8_t* nl = static_cast<const uint8_t*>(std::memchr(p_, '\n', end_ - p_));
@@ -463,18 +423,17 @@ class Unpickler {
     p_ = nl + 1;
     return s;
   }
-  // GLOBAL only names the object; nothing is looked up or imported, and anything outside the list is refused.
-  void global() {
-    std::string mod = line(), name = line();
+  // A global is only named, never looked up or imported; anything outside this list is refused.
+  void global(std::string mod, std::string name, uint8_t op) {  // by value: make() may move vals
     std::string full = mod + "." + name;
-    size_t g = make(Val::Global);
-    vals[g].s = full;
-    for (const auto& d : kDTypes)
-      if (mod == "torch" && name == d.storage) vals[g].dtype = &d;
-    if (!vals[g].dtype && full != "collections.OrderedDict" && full != "torch._utils._rebuild_tensor_v2" &&
+    const DType* storage = nullptr;
+    for (const auto& d : kDTypes) storage = mod == "torch" && name == d.storage ? &d : storage;
+    if (!storage && full != "collections.OrderedDict" && full != "torch._utils._rebuild_tensor_v2" &&
         full != "torch._utils._rebuild_parameter")
-      bad("unsupported pickle global '" + full + "' (opcode " + opName('c') + "): only state-dict content is accepted");
-    push(g);
+      bad("unsupported pickle global '" + full.substr(0, 200) + "' (opcode " + opName(op) +
+          "): only state-dict content is accepted");
+    push(make(Val::Global));
+    vals.back().s = full, vals.back().dtype = storage;
   }
   std::vector<int64_t> ints(size_t tuple, const char* what) {
     if (vals[tuple].kind != Val::Tuple) bad(std::string("_rebuild_tensor_v2: ") + what + " is not a tuple");
@@ -487,59 +446,56 @@ class Unpickler {
     return out;
   }
   size_t reduce(size_t fn, size_t args) {
-    const std::string name = vals[fn].s;
     if (vals[fn].kind != Val::Global || vals[args].kind != Val::Tuple)
       bad("pickle opcode " + opName('R') + " without a global and an argument tuple");
-    const auto a = vals[args].items;  // a copy: make() below may move vals
+    const std::string name = vals[fn].s;
+    const std::vector<size_t> a = vals[args].items;
     if (name == "collections.OrderedDict" && a.empty()) return make(Val::Dict);
     if (name == "torch._utils._rebuild_parameter" && a.size() == 3 && vals[a[0]].kind == Val::Tensor) return a[0];
+    // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
     if (name == "torch._utils._rebuild_tensor_v2" && (a.size() == 6 || a.size() == 7)) {
       if (vals[a[0]].kind != Val::Storage || vals[a[1]].kind != Val::Int || vals[a[1]].i < 0)
         bad("_rebuild_tensor_v2: expected a storage and a non-negative storage offset");
       auto sizes = ints(a[2], "size"), strides = ints(a[3], "stride");
       if (sizes.size() != strides.size()) bad("_rebuild_tensor_v2: size and stride differ in length");
       size_t t = make(Val::Tensor);
-      vals[t].items = {a[0]};
-      vals[t].i = vals[a[1]].i;
-      vals[t].sizes = std::move(sizes);
-      vals[t].strides = std::move(strides);
+      vals[t].items = {a[0]}, vals[t].i = vals[a[1]].i;
+      vals[t].sizes = std::move(sizes), vals[t].strides = std::move(strides);
       return t;
     }
     bad("unsupported pickle opcode " + opName('R') + " calling '" + name + "' with " + std::to_string(a.size()) +
         " arguments: only state-dict content is accepted");
   }
-  // BINPERSID with torch.save's ('storage', torch.XStorage, key, location, numel); the bytes are in data/<key>.
+  // BINPERSID with torch.save's ('storage', torch.<Type>Storage, key, location, numel); bytes are in data/<key>.
   size_t storage(size_t pid) {
     const auto& t = vals[pid].items;
     if (vals[pid].kind != Val::Tuple || t.size() != 5 || vals[t[0]].kind != Val::Str || vals[t[0]].s != "storage" ||
-        vals[t[1]].kind != Val::Global || !vals[t[1]].dtype || vals[t[2]].kind != Val::Str ||
-        vals[t[4]].kind != Val::Int)
+        vals[t[1]].kind != Val::Global || !vals[t[1]].dtype || vals[t[2]].kind != Val::Str)
       bad("unsupported persistent id: expected ('storage', torch.<Type>Storage, key, location, numel)");
     const DType* dtype = vals[t[1]].dtype;
     std::string key = vals[t[2]].s;
-    int64_t numel = vals[t[4]].i;
     size_t s = make(Val::Storage);
-    vals[s].dtype = dtype, vals[s].s = std::move(key), vals[s].i = numel;
+    vals[s].dtype = dtype, vals[s].s = std::move(key);
     return s;
   }
 };
 
-// Tensors under dict `d`, named by their key path. Nested dicts (e.g. {"model": state_dict, "epoch": 3}) are
-// flattened with "model." prefixes; non-tensor leaves (ints, strings, lists, None) and non-string keys are skipped.
+// Tensors under dict d, named by their key path. Nested dicts ({"model": state_dict, "epoch": 3}) are flattened
+// with "model." prefixes; non-tensor leaves (ints, strings, lists, None) and non-string keys are skipped.
 void collect(const Unpickler& u, size_t d, const std::string& prefix, int depth,
              std::vector<std::pair<std::string, size_t>>& out, const std::string& path) {
   if (depth > 16) fail(path, "dicts nested more than 16 levels deep (or a dict containing itself)");
   const auto& items = u.vals[d].items;
   for (size_t k = 0; k + 1 < items.size(); k += 2) {
     const Val &key = u.vals[items[k]], &v = u.vals[items[k + 1]];
-    if (key.kind != Val::Str) continue;
-    if (v.kind == Val::Tensor) out.emplace_back(prefix + key.s, items[k + 1]);
-    if (v.kind == Val::Dict) collect(u, items[k + 1], prefix + key.s + ".", depth + 1, out, path);
+    if (key.kind == Val::Str && v.kind == Val::Tensor) out.emplace_back(prefix + key.s, items[k + 1]);
+    if (key.kind == Val::Str && v.kind == Val::Dict) collect(u, items[k + 1], prefix + key.s + ".", depth + 1, out, path);
   }
 }
 
 std::map<std::string, torch::Tensor> readTorchZip(const std::string& path) {
-  // The zip reader (miniz) reports malformed archives, missing records and CRC errors as c10::Error.
+  // libtorch's zip reader (miniz) reports malformed archives and missing records as c10::Error. It does not
+  // check CRCs (nor does torch.load): corrupted tensor bytes inside an intact zip go unnoticed.
   auto guard = [&](const std::string& what, auto fn) {
     try {
       return fn();
@@ -550,12 +506,12 @@ std::map<std::string, torch::Tensor> readTorchZip(const std::string& path) {
   };
   using caffe2::serialize::PyTorchStreamReader;
   auto zip = guard("the zip archive", [&] { return std::make_unique<PyTorchStreamReader>(path); });
-  auto record = [&](const std::string& name) {
-    if (!guard("the zip directory", [&] { return zip->hasRecord(name); }))
-      fail(path, "the zip has no record '" + name + "' (not a torch.save checkpoint?)");
+  auto has = [&](const std::string& name) { return guard("the zip directory", [&] { return zip->hasRecord(name); }); };
+  auto record = [&](const std::string& name) {  // names are relative to the archive's top folder, whatever it is
+    if (!has(name)) fail(path, "the zip has no record '" + name + "' (not a torch.save checkpoint?)");
     return guard("record '" + name + "'", [&] { return zip->getRecord(name); });
   };
-  if (guard("the zip directory", [&] { return zip->hasRecord("byteorder"); })) {
+  if (has("byteorder")) {  // written by PyTorch >= 2.1
     auto [p, n] = record("byteorder");
     if (std::string(static_cast<const char*>(p.get()), n) != "little") fail(path, "big-endian checkpoints are not supported");
   }
@@ -566,8 +522,8 @@ std::map<std::string, torch::Tensor> readTorchZip(const std::string& path) {
     fail(path, std::string("data.pkl holds a ") + kindName(u.vals[root].kind) + ", expected a dict of tensors");
   std::vector<std::pair<std::string, size_t>> tensors;
   collect(u, root, "", 0, tensors, path);
-  // Read each storage record once, build all tensors that view it, then drop it: peak memory is the output
-  // plus one storage. Nothing is read before the whole pickle has been accepted.
+  // Nothing is read before the whole pickle has been accepted. Then each storage record is read once, all tensors
+  // viewing it are copied out, and it is dropped: peak memory is the output plus one storage.
   std::map<std::string, std::vector<std::pair<std::string, size_t>>> byStorage;
   for (auto& nt : tensors) byStorage[u.vals[u.vals[nt.second].items[0]].s].push_back(nt);
   std::map<std::string, torch::Tensor> out;
@@ -577,7 +533,7 @@ std::map<std::string, torch::Tensor> readTorchZip(const std::string& path) {
     for (const auto& [name, ti] : list) {
       const Val& t = u.vals[ti];
       const DType* dt = u.vals[t.items[0]].dtype;
-      int64_t item = torch::elementSize(dt->type), last = t.i, end = 0;  // last: 1 + highest element index read
+      int64_t item = c10::elementSize(dt->type), last = t.i, end = 0;  // last: highest element index read, then +1
       bool empty = false, overflow = false;
       for (size_t k = 0; k < t.sizes.size(); ++k) {
         int64_t span;
@@ -588,6 +544,7 @@ std::map<std::string, torch::Tensor> readTorchZip(const std::string& path) {
       overflow |= __builtin_add_overflow(last, 1, &last) || __builtin_mul_overflow(last, item, &end);
       if (!empty && (overflow || uint64_t(end) > bytes))
         fail(path, "tensor '" + name + "' reaches beyond its " + std::to_string(bytes) + "-byte storage 'data/" + key + "'");
+      // A non-owning strided view of the record (storage_offset, strides as saved), copied out by convert().
       auto view = torch::from_blob(const_cast<uint8_t*>(empty ? base : base + t.i * item), t.sizes, t.strides,
                                    torch::TensorOptions().dtype(dt->type));
       out[name] = convert(view, dt->isBool);
@@ -599,10 +556,10 @@ std::map<std::string, torch::Tensor> readTorchZip(const std::string& path) {
 }  // namespace
 
 std::map<std::string, torch::Tensor> readStateDict(const std::string& path) {
-  std::unique_ptr<MappedFile> f = std::make_unique<MappedFile>(path);
+  auto f = std::make_unique<MappedFile>(path);
   const uint8_t* d = f->data;
   if (f->size >= 4 && std::memcmp(d, "PK\x03\x04", 4) == 0) {
-    f.reset();
+    f.reset();  // the zip reader opens the file itself
     return readTorchZip(path);
   }
   if (f->size >= 9 && d[8] == '{') return readSafetensors(path, *f);

@@ -71,6 +71,16 @@ torch::Tensor TextItemTower::encode(const torch::Tensor& items) {
   return torch::gelu(projection_->forward(pooled));
 }
 
+torch::Tensor TextItemTower::hiddenStates(const torch::Tensor& items) {
+  torch::NoGradGuard noGrad;
+  const bool wasTraining = encoder_->is_training();
+  encoder_->eval();
+  auto len = lengths_.index_select(0, items);
+  auto h = encoder_->forward(tokens_.index_select(0, items).narrow(1, 0, len.max().item<int64_t>()), len, *dropout_);
+  if (wasTraining) encoder_->train();
+  return h;
+}
+
 torch::Tensor TextItemTower::embed(const torch::Tensor& ids) {
   auto flat = ids.reshape({-1});
   auto [unique, inverse] = at::_unique(flat, /*sorted=*/true, /*return_inverse=*/true);

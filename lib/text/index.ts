@@ -1,0 +1,1 @@
+export { loadTokenizer, TextTokenizer, TokenizerKind, TokenizerJson, LoadTokenizerOptions, EncodeAllOptions, EncodedTexts, MissingTextPolicy } from './tokenizer';

@@ -1,0 +1,225 @@
+/**
+ * The text item tower against an independent reference: tiny BERT and RoBERTa checkpoints (random weights,
+ * Hugging Face layouts, safetensors and pytorch_model.bin) whose hidden states were computed at development
+ * time from torch.nn.TransformerEncoderLayer (test/fixtures/text/make_text_encoder_fixtures.py); plus
+ * checkpoint errors, freezing, the frozen-layer cache and E2E training.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ItemStore } from '../lib/item_store';
+import { metrics, Model, ModelConfig, Sequences } from '../lib';
+import { resolveTextEncoder } from '../lib/text/encoder';
+import { chainWorld } from './helpers';
+
+const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'text');
+const inputs = JSON.parse(fs.readFileSync(path.join(FIX, 'inputs.json'), 'utf8'));
+
+function fixtureStore(kind: 'bert' | 'roberta'): ItemStore {
+  const rows: number[][] = inputs[kind].input_ids;
+  const T = inputs.seq_len as number;
+  const pad = inputs[kind].special_ids.pad as number;
+  const tokens = new Int32Array((rows.length + 1) * T).fill(pad);
+  rows.forEach((r, i) => tokens.set(r, (i + 1) * T));
+  const lengths = Int32Array.from([0, ...(inputs.lengths as number[])]);
+  return new ItemStore({ numItems: rows.length, maxTokens: T, tokens, lengths });
+}
+
+function textModel(folder: string, kind: 'bert' | 'roberta', extra: Record<string, unknown> = {}, d = 32): Model {
+  const spec = resolveTextEncoder(path.join(FIX, folder));
+  const model = Model.create(
+    { backbone: 'sasrec', numItems: 5, d, heads: 2, maxLen: 8, itemTower: 'text', text: { ...spec.config, ...extra } as ModelConfig['text'], threads: 2 },
+    { items: fixtureStore(kind) },
+  );
+  return model;
+}
+
+function maxMaskedDiff(got: Float32Array, T: number, H: number, ref: { last_hidden_state: number[]; attention_mask: number[][]; last_hidden_state_shape: number[] }) {
+  const RT = ref.last_hidden_state_shape[1];
+  let max = 0;
+  ref.attention_mask.forEach((mask, b) =>
+    mask.forEach((m, t) => {
+      if (!m) return;
+      for (let k = 0; k < H; k++) max = Math.max(max, Math.abs(got[(b * T + t) * H + k] - ref.last_hidden_state[(b * RT + t) * H + k]));
+    }),
+  );
+  return max;
+}
+
+const cases: [string, string, 'bert' | 'roberta', string][] = [
+  ['tiny-bert', 'model.safetensors', 'bert', 'bert'],
+  ['tiny-bert', 'pytorch_model.bin', 'bert', 'bert'],
+  ['tiny-bert-f16', 'model.safetensors', 'bert', 'bert-f16'],
+  ['tiny-roberta', 'model.safetensors', 'roberta', 'roberta'],
+  ['tiny-roberta', 'pytorch_model.bin', 'roberta', 'roberta'],
+];
+
+for (const [folder, file, kind, refName] of cases)
+  test(`${folder}/${file}: hidden states equal the torch.nn reference to 1e-5`, () => {
+    const ref = JSON.parse(fs.readFileSync(path.join(FIX, 'reference', `${refName}.json`), 'utf8'));
+    const model = textModel(folder, kind);
+    const before = model.encoderHiddenStates(Int32Array.from([1, 2, 3, 4, 5]));
+    const report = model.loadEncoderWeights(path.join(FIX, folder, file));
+    assert.equal(report.loaded, 5 + 16 * 2, 'every encoder tensor loaded (5 embedding tensors + 16 per layer)');
+    if (file.endsWith('.bin') && kind === 'bert') assert.ok(report.ignored.includes('cls.predictions.decoder.weight') && report.ignored.includes('bert.pooler.dense.weight'));
+    const h = model.encoderHiddenStates(Int32Array.from([1, 2, 3, 4, 5]));
+    const [n, T, H] = h.shape;
+    assert.deepEqual([n, T, H], [5, 38, 32]);
+    const diff = maxMaskedDiff(h.data, T, H, ref);
+    assert.ok(diff < 1e-5, `max |hidden - reference| = ${diff}`);
+    // The comparison can fail: the randomly initialised encoder is far from the reference.
+    assert.ok(maxMaskedDiff(before.data, T, H, ref) > 0.1);
+  });
+
+function erf(x: number): number {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+  const s = Math.sign(x);
+  const a = Math.abs(x);
+  const t = 1 / (1 + 0.3275911 * a);
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a);
+  return s * y;
+}
+
+for (const pooling of ['cls', 'mean'] as const)
+  test(`text tower (${pooling} pooling): item vectors = GELU(W * ${pooling}(hidden) + b), computed independently`, async () => {
+    const ref = JSON.parse(fs.readFileSync(path.join(FIX, 'reference', 'bert.json'), 'utf8'));
+    const model = textModel('tiny-bert', 'bert', { pooling }, 16);
+    model.loadEncoderWeights(path.join(FIX, 'tiny-bert', 'model.safetensors'));
+    const params = model.parameters();
+    const W = params['item_tower.projection.weight'].data, bias = params['item_tower.projection.bias'].data;
+    const pooled: number[] = ref[pooling];
+    const table = await model.itemVectors();
+    assert.equal(table.length, 6 * 16);
+    for (let k = 0; k < 16; k++) assert.equal(table[k], 0, 'row 0 (padding) is zero');
+    let max = 0;
+    for (let i = 0; i < 5; i++)
+      for (let o = 0; o < 16; o++) {
+        let z = bias[o];
+        for (let k = 0; k < 32; k++) z += W[o * 32 + k] * pooled[i * 32 + k];
+        const g = 0.5 * z * (1 + erf(z / Math.SQRT2));
+        max = Math.max(max, Math.abs(table[(i + 1) * 16 + o] - g));
+      }
+    assert.ok(max < 1e-5, `max |item vector - reference| = ${max}`);
+  });
+
+test('checkpoint errors name the file and the tensors; a malicious pickle is refused without running', () => {
+  const model = textModel('tiny-bert', 'bert');
+  const trunc = path.join(FIX, 'truncated', 'model.safetensors');
+  assert.throws(() => model.loadEncoderWeights(trunc), (e: any) => e.code === 'EFORMAT' && e.message.includes(trunc));
+  const mism = path.join(FIX, 'mismatched', 'model.safetensors');
+  assert.throws(
+    () => model.loadEncoderWeights(mism),
+    (e: any) =>
+      e.code === 'EMISMATCH' &&
+      e.message.includes(mism) &&
+      e.message.includes('encoder.layer.1.intermediate.dense.weight is [48, 32], expected [64, 32]') &&
+      e.message.includes('missing tensors: encoder.layer.0.output.LayerNorm.bias'),
+  );
+  const roberta = path.join(FIX, 'tiny-roberta', 'model.safetensors');
+  assert.throws(() => model.loadEncoderWeights(roberta), (e: any) => e.code === 'EMISMATCH' && /wrong shapes: .*word_embeddings/.test(e.message));
+  const pwned = '/tmp/morec-pwned';
+  fs.rmSync(pwned, { force: true });
+  const bad = path.join(FIX, 'malicious', 'pytorch_model.bin');
+  assert.throws(() => model.loadEncoderWeights(bad), (e: any) => e.code === 'EFORMAT' && e.message.includes(bad) && /system/.test(e.message));
+  assert.equal(fs.existsSync(pwned), false, 'the pickle did not execute');
+  assert.throws(() => model.loadEncoderWeights(path.join(FIX, 'nope.safetensors')), (e: any) => e.message.includes('nope.safetensors'));
+  // A failed load leaves the model as it was: still usable.
+  assert.equal(model.encoderHiddenStates(Int32Array.from([1])).shape[2], 32);
+});
+
+test('a text tower needs an ItemStore that fits it', () => {
+  const spec = resolveTextEncoder(path.join(FIX, 'tiny-bert'));
+  const base = { backbone: 'sasrec' as const, numItems: 5, d: 32, heads: 2, maxLen: 8, itemTower: 'text' as const, text: spec.config as ModelConfig['text'] };
+  assert.throws(() => Model.create(base), /ItemStore/);
+  assert.throws(() => Model.create({ ...base, numItems: 6 }, { items: fixtureStore('bert') }), /5 items but the model has numItems 6/);
+  assert.throws(() => Model.create({ ...base, text: { ...base.text!, vocabSize: 50 } }, { items: fixtureStore('bert') }), /token id \d+ .* 50 entries/);
+  assert.throws(() => Model.create({ ...base, text: { ...base.text!, maxPositions: 20 } }, { items: fixtureStore('bert') }), /up to 38 tokens/);
+});
+
+// A small text world: item i's title is three tokens that name it (so the encoder can tell items apart).
+function textWorld(numItems: number, users: number, seed: number) {
+  const seqs = chainWorld(users, numItems, seed);
+  const T = 5;
+  const tokens = new Int32Array((numItems + 1) * T);
+  const lengths = new Int32Array(numItems + 1);
+  for (let i = 1; i <= numItems; i++) {
+    tokens.set([1, 3 + (i % 10), 13 + Math.floor(i / 10) % 10, 23 + (i % 7), 2], i * T);
+    lengths[i] = 5;
+  }
+  return { seqs, store: new ItemStore({ numItems, maxTokens: T, tokens, lengths }) };
+}
+
+const tinyText = {
+  kind: 'bert' as const, vocabSize: 40, hidden: 32, layers: 2, heads: 2, intermediate: 64, maxPositions: 8, typeVocabSize: 2,
+  padTokenId: 0, layerNormEps: 1e-12, hiddenDropout: 0.1, attentionDropout: 0.1,
+};
+
+test('E2E text MoRec: loss falls over epochs with SASRec and DSSM; evaluation ranks from the item table', async () => {
+  const { seqs, store } = textWorld(60, 200, 5);
+  for (const backbone of ['sasrec', 'dssm'] as const) {
+    const model = Model.create({ backbone, numItems: 60, numUsers: seqs.users, d: 32, heads: 2, maxLen: 10, itemTower: 'text', text: tinyText as ModelConfig['text'], seed: 1, threads: 2 }, { items: store });
+    // DSSM learns per-user vectors from few positives each: it needs more steps (as with ID towers).
+    const [epochs, lr] = backbone === 'sasrec' ? [4, 3e-3] : [8, 1e-2];
+    const losses: number[] = [];
+    for (let e = 0; e < epochs; e++) losses.push((await model.trainEpoch(seqs, { epoch: e, batchSize: 32, lr, encoderLr: lr / 3 })).loss);
+    assert.ok(losses[epochs - 1] < losses[0] * 0.85, `${backbone} losses ${losses.map((l) => l.toFixed(3))}`);
+    const m = metrics(await model.evaluate(seqs, { split: 'valid' }));
+    assert.equal(m.users, seqs.users);
+    assert.ok(m['HR@10'] > 10 / 60, `${backbone} valid HR@10 ${m['HR@10']} above chance`);
+  }
+});
+
+test('finetuneTopLayers: frozen weights stay bit-identical, tuned ones change, frozen ones have no optimizer state', async () => {
+  const { seqs, store } = textWorld(40, 80, 6);
+  const model = Model.create(
+    { backbone: 'sasrec', numItems: 40, d: 32, heads: 2, maxLen: 10, itemTower: 'text', text: { ...tinyText, finetuneTopLayers: 1 } as ModelConfig['text'], threads: 2 },
+    { items: store },
+  );
+  const before = model.parameters();
+  await model.trainEpoch(seqs, { batchSize: 16, lr: 1e-3, encoderLr: 1e-3, weightDecay: 0.1 });
+  const after = model.parameters();
+  const frozen = Object.keys(before).filter((k) => k.startsWith('item_tower.encoder.embeddings.') || k.startsWith('item_tower.encoder.encoder.layer.0.'));
+  const tuned = Object.keys(before).filter((k) => k.startsWith('item_tower.encoder.encoder.layer.1.') || k.startsWith('item_tower.projection.'));
+  assert.equal(frozen.length, 5 + 16);
+  assert.equal(tuned.length, 16 + 2);
+  for (const k of frozen) assert.deepEqual(after[k].data, before[k].data, `${k} frozen`);
+  for (const k of tuned) assert.notDeepEqual(after[k].data, before[k].data, `${k} trained`);
+  const state = model.native.optimizerState().tensors;
+  for (const k of frozen) assert.equal(state[`${k}.exp_avg`], undefined, `${k} has no optimizer state`);
+  for (const k of tuned) assert.ok(state[`${k}.exp_avg`], `${k} has optimizer state`);
+});
+
+test('cached frozen layers train exactly like uncached ones when dropout is 0 (1e-5)', async () => {
+  const { seqs, store } = textWorld(40, 80, 7);
+  const run = async (cacheFrozen: boolean) => {
+    const model = Model.create(
+      {
+        backbone: 'sasrec', numItems: 40, d: 32, heads: 2, maxLen: 10, dropout: 0, itemTower: 'text', seed: 9, threads: 2,
+        text: { ...tinyText, hiddenDropout: 0, attentionDropout: 0, finetuneTopLayers: 1, cacheFrozen } as ModelConfig['text'],
+      },
+      { items: store },
+    );
+    const losses = [];
+    for (let e = 0; e < 2; e++) losses.push((await model.trainEpoch(seqs, { epoch: e, batchSize: 16, lr: 1e-3, encoderLr: 1e-3 })).loss);
+    return { losses, params: model.parameters(), table: await model.itemVectors() };
+  };
+  const a = await run(false), b = await run(true);
+  assert.ok(Math.abs(a.losses[1] - b.losses[1]) < 1e-5, `${a.losses} vs ${b.losses}`);
+  let max = 0;
+  for (const k of Object.keys(a.params)) for (let i = 0; i < a.params[k].data.length; i++) max = Math.max(max, Math.abs(a.params[k].data[i] - b.params[k].data[i]));
+  for (let i = 0; i < a.table.length; i++) max = Math.max(max, Math.abs(a.table[i] - b.table[i]));
+  assert.ok(max < 1e-5, `max parameter/table difference ${max}`);
+  assert.ok(a.losses[1] !== 0);
+});
+
+test('itemVectors() resolves a copy that later training does not change', async () => {
+  const { seqs } = textWorld(30, 50, 8);
+  const model = Model.create({ backbone: 'sasrec', numItems: 30, d: 16, heads: 2, maxLen: 10, threads: 2 });
+  const table = await model.itemVectors();
+  const snapshot = Float32Array.from(table);
+  await model.trainEpoch(seqs, { batchSize: 16, lr: 1e-2 });
+  assert.deepEqual(table, snapshot);
+  assert.notDeepEqual(await model.itemVectors(), snapshot);
+  void Sequences;
+});
