@@ -203,8 +203,11 @@ export class Model {
     return info;
   }
 
-  /** Loads a checkpoint written by save(); `overrides` may change threads or device. */
-  static load(dir: string, overrides: { threads?: number; device?: string } = {}): { model: Model; info: CheckpointInfo } {
+  /**
+   * Loads a checkpoint written by save(); `overrides` may change threads or device. A text-tower model needs
+   * the same ItemStore it was trained with (options.items; see prepareTextTower).
+   */
+  static load(dir: string, overrides: { threads?: number; device?: string } = {}, options: { items?: ItemStore } = {}): { model: Model; info: CheckpointInfo } {
     const sidecar = path.join(dir, 'checkpoint.json');
     if (!fs.existsSync(sidecar)) throw new MorecError('EINVAL', `${sidecar}: no checkpoint here (checkpoint.json is missing)`);
     let info: CheckpointInfo;
@@ -214,7 +217,7 @@ export class Model {
       throw new MorecError('EFORMAT', `${sidecar}: not valid JSON (${(e as Error).message})`);
     }
     if (info.format !== 'morec-checkpoint') throw new MorecError('EFORMAT', `${sidecar}: not a morec checkpoint`);
-    const model = Model.create({ ...(info.config as ModelConfig), ...overrides });
+    const model = Model.create({ ...(info.config as ModelConfig), ...overrides }, options);
     const weights = readSafetensors(path.join(dir, info.files.model)).tensors;
     model.setParameters(Object.fromEntries(Object.entries(weights).map(([k, t]) => [k, t.data as Float32Array])));
     const optFile = path.join(dir, info.files.optimizer);

@@ -26,10 +26,10 @@ function fixtureStore(kind: 'bert' | 'roberta'): ItemStore {
   return new ItemStore({ numItems: rows.length, maxTokens: T, tokens, lengths });
 }
 
-function textModel(folder: string, kind: 'bert' | 'roberta', extra: Record<string, unknown> = {}, d = 32): Model {
+function textModel(folder: string, kind: 'bert' | 'roberta', extra: Record<string, unknown> = {}, d = 32, sequenceLayout: 'packed' | 'padded' = 'packed'): Model {
   const spec = resolveTextEncoder(path.join(FIX, folder));
   const model = Model.create(
-    { backbone: 'sasrec', numItems: 5, d, heads: 2, maxLen: 8, itemTower: 'text', text: { ...spec.config, ...extra } as ModelConfig['text'], threads: 2 },
+    { backbone: 'sasrec', numItems: 5, d, heads: 2, maxLen: 8, itemTower: 'text', text: { ...spec.config, ...extra } as ModelConfig['text'], threads: 2, sequenceLayout },
     { items: fixtureStore(kind) },
   );
   return model;
@@ -56,9 +56,10 @@ const cases: [string, string, 'bert' | 'roberta', string][] = [
 ];
 
 for (const [folder, file, kind, refName] of cases)
-  test(`${folder}/${file}: hidden states equal the torch.nn reference to 1e-5`, () => {
+  for (const layout of ['packed', 'padded'] as const)
+  test(`${folder}/${file} (${layout}): hidden states equal the torch.nn reference to 1e-5`, () => {
     const ref = JSON.parse(fs.readFileSync(path.join(FIX, 'reference', `${refName}.json`), 'utf8'));
-    const model = textModel(folder, kind);
+    const model = textModel(folder, kind, {}, 32, layout);
     const before = model.encoderHiddenStates(Int32Array.from([1, 2, 3, 4, 5]));
     const report = model.loadEncoderWeights(path.join(FIX, folder, file));
     assert.equal(report.loaded, 5 + 16 * 2, 'every encoder tensor loaded (5 embedding tensors + 16 per layer)');
@@ -82,9 +83,10 @@ function erf(x: number): number {
 }
 
 for (const pooling of ['cls', 'mean'] as const)
-  test(`text tower (${pooling} pooling): item vectors = GELU(W * ${pooling}(hidden) + b), computed independently`, async () => {
+  for (const layout of ['packed', 'padded'] as const)
+  test(`text tower (${pooling} pooling, ${layout}): item vectors = GELU(W * ${pooling}(hidden) + b), computed independently`, async () => {
     const ref = JSON.parse(fs.readFileSync(path.join(FIX, 'reference', 'bert.json'), 'utf8'));
-    const model = textModel('tiny-bert', 'bert', { pooling }, 16);
+    const model = textModel('tiny-bert', 'bert', { pooling }, 16, layout);
     model.loadEncoderWeights(path.join(FIX, 'tiny-bert', 'model.safetensors'));
     const params = model.parameters();
     const W = params['item_tower.projection.weight'].data, bias = params['item_tower.projection.bias'].data;
@@ -192,10 +194,10 @@ test('finetuneTopLayers: frozen weights stay bit-identical, tuned ones change, f
 
 test('cached frozen layers train exactly like uncached ones when dropout is 0 (1e-5)', async () => {
   const { seqs, store } = textWorld(40, 80, 7);
-  const run = async (cacheFrozen: boolean) => {
+  const run = async (cacheFrozen: boolean, sequenceLayout: 'packed' | 'padded' = 'packed') => {
     const model = Model.create(
       {
-        backbone: 'sasrec', numItems: 40, d: 32, heads: 2, maxLen: 10, dropout: 0, itemTower: 'text', seed: 9, threads: 2,
+        backbone: 'sasrec', numItems: 40, d: 32, heads: 2, maxLen: 10, dropout: 0, itemTower: 'text', seed: 9, threads: 2, sequenceLayout,
         text: { ...tinyText, hiddenDropout: 0, attentionDropout: 0, finetuneTopLayers: 1, cacheFrozen } as ModelConfig['text'],
       },
       { items: store },
@@ -205,6 +207,9 @@ test('cached frozen layers train exactly like uncached ones when dropout is 0 (1
     return { losses, params: model.parameters(), table: await model.itemVectors() };
   };
   const a = await run(false), b = await run(true);
+  // The padded layout computes the same numbers (the packed kernel only skips padding).
+  const c = await run(false, 'padded');
+  assert.ok(Math.abs(a.losses[1] - c.losses[1]) < 1e-4, `packed ${a.losses} vs padded ${c.losses}`);
   assert.ok(Math.abs(a.losses[1] - b.losses[1]) < 1e-5, `${a.losses} vs ${b.losses}`);
   let max = 0;
   for (const k of Object.keys(a.params)) for (let i = 0; i < a.params[k].data.length; i++) max = Math.max(max, Math.abs(a.params[k].data[i] - b.params[k].data[i]));

@@ -13,6 +13,7 @@ import { fit } from '../train/fit';
 import { writeAtomic } from '../io/safetensors';
 import { ProgressBar } from './progress';
 import { studyMain } from './study_command';
+import { prepareTextTower, TextTowerOptions } from '../text/text_tower';
 
 function dataOptions<T>(y: Argv<T>) {
   return y
@@ -32,7 +33,9 @@ interface TrainConfig {
   seed: number;
   scale: number;
   model: Partial<ModelConfig> & { backbone: 'sasrec' | 'dssm' };
-  train: { batchSize: number; lr: number; weightDecay: number; epochs: number; patience: number; gradAccum: number };
+  train: { batchSize: number; lr: number; weightDecay: number; encoderLr?: number; encoderWeightDecay?: number; epochs: number; patience: number; gradAccum: number };
+  /** itemTower 'text': encoder, tokenizer and tokenization (TextTowerOptions). */
+  text?: TextTowerOptions;
   threads?: number;
 }
 
@@ -50,6 +53,7 @@ async function train(args: Record<string, unknown>): Promise<void> {
       heads: args.heads as number,
       dropout: args.dropout as number,
       dssmDepth: args['dssm-depth'] as number,
+      itemTower: args['item-tower'] as 'id' | 'text',
     },
     train: {
       batchSize: args['batch-size'] as number,
@@ -58,7 +62,20 @@ async function train(args: Record<string, unknown>): Promise<void> {
       epochs: args.epochs as number,
       patience: args.patience as number,
       gradAccum: args['grad-accum'] as number,
+      encoderLr: args['encoder-lr'] as number | undefined,
+      encoderWeightDecay: args['encoder-weight-decay'] as number | undefined,
     },
+    text:
+      args['item-tower'] === 'text'
+        ? {
+            encoder: args['text-encoder'] as string,
+            tokenizer: args.tokenizer as string | undefined,
+            maxTokens: args['max-tokens'] as number,
+            pooling: args.pooling as 'cls' | 'mean',
+            finetuneTopLayers: args['finetune-top-layers'] as number | undefined,
+            cacheFrozen: args['cache-frozen'] as boolean,
+          }
+        : undefined,
     threads: args.threads as number | undefined,
   };
   if (args.config) {
@@ -70,8 +87,9 @@ async function train(args: Record<string, unknown>): Promise<void> {
       throw new MorecError('EINVAL', `${file}: cannot read the config (${(e as Error).message})`);
     }
     cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
+    if (cfg.model.itemTower === 'text') cfg.text = { encoder: 'bert-tiny', ...fromFile.text };
   }
-  const name = (args.name as string | undefined) ?? cfg.name ?? `${cfg.model.backbone}-id-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const name = (args.name as string | undefined) ?? cfg.name ?? `${cfg.model.backbone}-${cfg.model.itemTower ?? 'id'}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   const runDir = path.resolve(args['runs-dir'] as string, name);
   const bar = new ProgressBar(args.quiet as boolean);
   const data = await prepareDataset(cfg.dataset, {
@@ -83,7 +101,16 @@ async function train(args: Record<string, unknown>): Promise<void> {
   const seqs = data.sequences;
   bar.log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
   fs.mkdirSync(runDir, { recursive: true });
-  const model = Model.create({ ...cfg.model, numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads });
+  const text = cfg.model.itemTower === 'text' ? prepareTextTower(data, cfg.text) : undefined;
+  if (text) bar.log(text.summary);
+  const model = Model.create(
+    { ...cfg.model, ...(text ? { text: text.text as ModelConfig['text'] } : {}), numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads },
+    { items: text?.items },
+  );
+  if (text?.weights) {
+    const report = model.loadEncoderWeights(text.weights);
+    bar.log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length})`);
+  }
   writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify({ ...cfg, name, model: model.config, dataFingerprint: data.fingerprint }, null, 2) + '\n')]);
   const metricsFile = path.join(runDir, 'metrics.jsonl');
   fs.writeFileSync(metricsFile, '');
@@ -91,6 +118,8 @@ async function train(args: Record<string, unknown>): Promise<void> {
     batchSize: cfg.train.batchSize,
     lr: cfg.train.lr,
     weightDecay: cfg.train.weightDecay,
+    ...(cfg.train.encoderLr !== undefined ? { encoderLr: cfg.train.encoderLr } : {}),
+    ...(cfg.train.encoderWeightDecay !== undefined ? { encoderWeightDecay: cfg.train.encoderWeightDecay } : {}),
     gradAccum: cfg.train.gradAccum,
     maxEpochs: cfg.train.epochs,
     patience: cfg.train.patience,
@@ -114,12 +143,14 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
   const runConfig: Partial<TrainConfig> = fs.existsSync(configFile) ? JSON.parse(fs.readFileSync(configFile, 'utf8')) : {};
   const dataset = (args.dataset as string | undefined) ?? runConfig.dataset;
   if (!dataset) throw new MorecError('EINVAL', `${runDir}: no config.json naming the dataset; pass --dataset`);
-  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {});
   const data = await prepareDataset(dataset, {
-    maxLen: runConfig.maxLen ?? model.config.maxLen,
+    maxLen: runConfig.maxLen ?? 20,
     minSeqLen: runConfig.minSeqLen ?? 5,
     synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
   });
+  // A text tower reads the items' tokens: rebuilt from the data set with the run's tokenization.
+  const text = runConfig.model?.itemTower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
+  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items });
   if (data.sequences.numItems !== model.config.numItems)
     throw new MorecError('EINVAL', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   const bar = new ProgressBar(args.quiet as boolean);
@@ -176,6 +207,15 @@ export async function main(argv: string[]): Promise<void> {
         .option('heads', { type: 'number', default: 2, describe: 'SASRec attention heads' })
         .option('dropout', { type: 'number', default: 0.1 })
         .option('dssm-depth', { type: 'number', default: 0, describe: 'DSSM user MLP depth' })
+        .option('item-tower', { choices: ['id', 'text'] as const, default: 'id' as const, describe: "items as learned IDs or encoded from their titles (text MoRec, end to end)" })
+        .option('text-encoder', { type: 'string', default: 'bert-tiny', describe: 'text tower: a preset in models/ (from scratch) or a Hugging Face checkpoint folder to fine-tune' })
+        .option('tokenizer', { type: 'string', describe: "text tower: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
+        .option('max-tokens', { type: 'number', default: 30, describe: 'text tower: tokens per title, [CLS] and [SEP] included' })
+        .option('pooling', { choices: ['cls', 'mean'] as const, default: 'cls' as const, describe: 'text tower: last-layer [CLS] or masked mean' })
+        .option('finetune-top-layers', { type: 'number', describe: 'text tower: train only the top N encoder layers (default: all)' })
+        .option('cache-frozen', { type: 'boolean', default: false, describe: 'text tower: compute the frozen layers once per item (with --finetune-top-layers)' })
+        .option('encoder-lr', { type: 'number', describe: 'learning rate of the text encoder (default 1e-4)' })
+        .option('encoder-weight-decay', { type: 'number', describe: 'weight decay of the text encoder (default: --weight-decay)' })
         .option('batch-size', { type: 'number', default: 128 })
         .option('lr', { type: 'number', default: 1e-3 })
         .option('weight-decay', { type: 'number', default: 0.1 })

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "../common.h"
+#include "../models/packed_attention.h"
 
 namespace morec {
 
@@ -34,21 +35,38 @@ BertLayer::BertLayer(const TextTowerConfig& c)
   }
 }
 
-torch::Tensor BertLayer::forward(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop) {
-  const int64_t n = x.size(0), T = x.size(1), dk = hidden_ / heads_;
+std::pair<torch::Tensor, torch::Tensor> BertLayer::qkvProjection(bool scaleQ) const {
+  const double s = scaleQ ? 1.0 / std::sqrt(double(hidden_ / heads_)) : 1.0;
+  return {torch::cat({query_->weight * s, key_->weight, value_->weight}), torch::cat({query_->bias * s, key_->bias, value_->bias})};
+}
+
+torch::Tensor BertLayer::afterAttention(const torch::Tensor& flat, const torch::Tensor& context, Dropout& drop) {
   const bool training = is_training();
-  auto flat = x.reshape({n * T, hidden_});
-  // One GEMM for Q, K and V.
-  auto w = torch::cat({query_->weight, key_->weight, value_->weight});
-  auto b = torch::cat({query_->bias, key_->bias, value_->bias});
-  auto qkv = torch::addmm(b, flat, w.t()).view({n, T, 3, heads_, dk}).permute({2, 0, 3, 1, 4});
-  auto q = qkv[0] * (1.0 / std::sqrt(double(dk))), k = qkv[1], v = qkv[2];  // [n, heads, T, dk]
-  auto probs = torch::softmax(torch::matmul(q, k.transpose(-1, -2)) + keyMask, -1);
-  probs = drop(probs, attentionP_, training);
-  auto context = torch::matmul(probs, v).permute({0, 2, 1, 3}).reshape({n * T, hidden_});
   auto h = attentionNorm_->forward(drop(attentionOut_->forward(context), hiddenP_, training) + flat);
   auto f = output_->forward(torch::gelu(intermediate_->forward(h)));
-  return outputNorm_->forward(drop(f, hiddenP_, training) + h).view({n, T, hidden_});
+  return outputNorm_->forward(drop(f, hiddenP_, training) + h);
+}
+
+torch::Tensor BertLayer::forward(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop) {
+  const int64_t n = x.size(0), T = x.size(1), dk = hidden_ / heads_;
+  auto flat = x.reshape({n * T, hidden_});
+  auto [w, b] = qkvProjection(true);  // one GEMM for Q, K and V
+  auto qkv = torch::addmm(b, flat, w.t()).view({n, T, 3, heads_, dk}).permute({2, 0, 3, 1, 4});
+  auto probs = torch::softmax(torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) + keyMask, -1);  // [n, heads, T, T]
+  probs = drop(probs, attentionP_, is_training());
+  auto context = torch::matmul(probs, qkv[2]).permute({0, 2, 1, 3}).reshape({n * T, hidden_});
+  return afterAttention(flat, context, drop).view({n, T, hidden_});
+}
+
+torch::Tensor BertLayer::forwardPacked(const torch::Tensor& x, const torch::Tensor& seqOffsets, Dropout& drop) {
+  const int64_t N = x.size(0), dk = hidden_ / heads_;
+  auto [w, b] = qkvProjection(true);
+  auto qkv = torch::addmm(b, x, w.t()).view({N, 3, heads_, dk});
+  torch::Tensor mask = torch::empty({0}, x.options());  // empty = no attention dropout
+  if (is_training() && attentionP_ > 0.0)
+    mask = drop.mask(PackedAttention::probabilityCount(seqOffsets, heads_), attentionP_, x.options());
+  auto context = PackedAttention::apply(qkv, seqOffsets, mask, /*causal=*/false);
+  return afterAttention(x, context, drop);
 }
 
 BertEncoder::BertEncoder(const TextTowerConfig& c) : c_(c) {
@@ -91,6 +109,19 @@ torch::Tensor BertEncoder::layers(torch::Tensor x, const torch::Tensor& lengths,
   auto pad = torch::arange(T, lengths.options()).unsqueeze(0).ge(lengths.unsqueeze(1));  // [n, T]
   auto keyMask = torch::zeros({n, 1, 1, T}, x.options()).masked_fill_(pad.view({n, 1, 1, T}), -1e9);
   for (int64_t i = from; i < to; ++i) x = layers_[size_t(i)]->forward(x, keyMask, drop);
+  return x;
+}
+
+torch::Tensor BertEncoder::embedPacked(const torch::Tensor& ids, const torch::Tensor& positions, Dropout& drop) {
+  const int64_t offset = c_.kind == "roberta" ? c_.padTokenId + 1 : 0;  // RoBERTa: padTokenId + 1 + index
+  auto x = wordEmbeddings_->forward(ids) + positionEmbeddings_->forward(offset ? positions + offset : positions) +
+           tokenTypeEmbeddings_->weight[0];
+  return drop(embeddingNorm_->forward(x), c_.hiddenDropout, is_training());
+}
+
+torch::Tensor BertEncoder::layersPacked(torch::Tensor x, const torch::Tensor& seqOffsets, int64_t from, int64_t to,
+                                        Dropout& drop) {
+  for (int64_t i = from; i < to; ++i) x = layers_[size_t(i)]->forwardPacked(x, seqOffsets, drop);
   return x;
 }
 

@@ -19,8 +19,14 @@ class BertLayer : public torch::nn::Module {
   explicit BertLayer(const TextTowerConfig& c);
   // x: [n, T, H]; keyMask: additive [n, 1, 1, T] (0 = attend, -1e9 = padding)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop);
+  // Packed layout (no padding, CPU): x [tokens, H] of sequences delimited by seqOffsets (int64 CPU [S + 1]).
+  torch::Tensor forwardPacked(const torch::Tensor& x, const torch::Tensor& seqOffsets, Dropout& drop);
 
  private:
+  // Q, K and V as one GEMM's weight and bias; `scaleQ` folds the 1/sqrt(dk) temperature into Q's rows.
+  std::pair<torch::Tensor, torch::Tensor> qkvProjection(bool scaleQ) const;
+  // Out-projection, residual + LayerNorm, FFN, residual + LayerNorm over flat [tokens, H].
+  torch::Tensor afterAttention(const torch::Tensor& flat, const torch::Tensor& context, Dropout& drop);
   int64_t hidden_, heads_;
   double hiddenP_, attentionP_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, attentionOut_{nullptr}, intermediate_{nullptr},
@@ -38,6 +44,9 @@ class BertEncoder : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& lengths, Dropout& drop) {
     return layers(embed(ids, lengths, drop), lengths, 0, numLayers(), drop);
   }
+  // Packed layout: ids and positions (0-based within each sequence) [tokens] -> [tokens, H].
+  torch::Tensor embedPacked(const torch::Tensor& ids, const torch::Tensor& positions, Dropout& drop);
+  torch::Tensor layersPacked(torch::Tensor x, const torch::Tensor& seqOffsets, int64_t from, int64_t to, Dropout& drop);
   int64_t numLayers() const { return int64_t(layers_.size()); }
   // Freezes the embeddings and layers [0, count): no gradient, so no optimizer state.
   void freezeBottom(int64_t count);

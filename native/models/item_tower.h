@@ -38,8 +38,9 @@ class ItemTower : public torch::nn::Module {
   Dropout* dropout_ = nullptr;
 };
 
-// The tower that config.itemTower names; modality towers read their inputs from `store`.
+// The tower that config.itemTower names; modality towers read their inputs from `store`. packed: encoders
+// run without padding (CPU), as SASRec's packed layout.
 std::shared_ptr<ItemTower> makeItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store,
-                                         const torch::Device& device);
+                                         const torch::Device& device, bool packed);
 
 }  // namespace morec

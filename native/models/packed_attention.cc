@@ -24,7 +24,7 @@ int64_t PackedAttention::probabilityCount(const torch::Tensor& seqOffsets, int64
 }
 
 torch::Tensor PackedAttention::forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkvIn,
-                                       const torch::Tensor& seqOffsets, const torch::Tensor& dropMask) {
+                                       const torch::Tensor& seqOffsets, const torch::Tensor& dropMask, bool causal) {
   auto qkv = qkvIn.contiguous();
   const int64_t N = qkv.size(0), H = qkv.size(2), dk = qkv.size(3);
   const int64_t S = seqOffsets.size(0) - 1;
@@ -46,9 +46,10 @@ torch::Tensor PackedAttention::forward(torch::autograd::AutogradContext* ctx, co
         float* Ps = P + pOff[size_t(s)] + h * n * n;
         const float* Ms = M ? M + pOff[size_t(s)] + h * n * n : nullptr;
         for (int64_t i = 0; i < n; ++i) {
+          const int64_t end = causal ? i + 1 : n;  // keys attended by query i
           const float* q = base + (t0 + i) * tokenStride + h * dk;
           float mx = -INFINITY;
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j < end; ++j) {
             const float* k = base + (t0 + j) * tokenStride + H * dk + h * dk;
             float acc = 0.f;
             for (int64_t c = 0; c < dk; ++c) acc += q[c] * k[c];
@@ -56,13 +57,13 @@ torch::Tensor PackedAttention::forward(torch::autograd::AutogradContext* ctx, co
             mx = std::max(mx, acc);
           }
           float sum = 0.f;
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j < end; ++j) {
             row[size_t(j)] = std::exp(row[size_t(j)] - mx);
             sum += row[size_t(j)];
           }
           float* o = O + (t0 + i) * H * dk + h * dk;
           std::fill(o, o + dk, 0.f);
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j < end; ++j) {
             const float p = row[size_t(j)] / sum;
             Ps[i * n + j] = p;
             const float pd = Ms ? p * Ms[i * n + j] : p;
@@ -75,6 +76,7 @@ torch::Tensor PackedAttention::forward(torch::autograd::AutogradContext* ctx, co
     }
   });
   ctx->save_for_backward({qkv, seqOffsets, probs, dropMask});
+  ctx->saved_data["causal"] = causal;
   return out.view({N, H * dk});
 }
 
@@ -85,6 +87,7 @@ torch::autograd::tensor_list PackedAttention::backward(torch::autograd::Autograd
   const auto& seqOffsets = saved[1];
   const auto& probs = saved[2];
   const auto& dropMask = saved[3];
+  const bool causal = ctx->saved_data["causal"].toBool();
   const int64_t N = qkv.size(0), H = qkv.size(2), dk = qkv.size(3);
   const int64_t S = seqOffsets.size(0) - 1;
   const int64_t* off = seqOffsets.data_ptr<int64_t>();
@@ -106,11 +109,12 @@ torch::autograd::tensor_list PackedAttention::backward(torch::autograd::Autograd
         const float* Ps = P + pOff[size_t(s)] + h * n * n;
         const float* Ms = M ? M + pOff[size_t(s)] + h * n * n : nullptr;
         for (int64_t i = 0; i < n; ++i) {
+          const int64_t end = causal ? i + 1 : n;
           const float* dOi = dO + (t0 + i) * H * dk + h * dk;
           const float* q = base + (t0 + i) * tokenStride + h * dk;
           float* dq = G + (t0 + i) * tokenStride + h * dk;
           float dot = 0.f;
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j < end; ++j) {
             const float* v = base + (t0 + j) * tokenStride + 2 * H * dk + h * dk;
             float* dv = G + (t0 + j) * tokenStride + 2 * H * dk + h * dk;
             const float m = Ms ? Ms[i * n + j] : 1.f;
@@ -123,7 +127,7 @@ torch::autograd::tensor_list PackedAttention::backward(torch::autograd::Autograd
             dP[size_t(j)] = acc * m;
             dot += Ps[i * n + j] * dP[size_t(j)];
           }
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j < end; ++j) {
             const float dS = Ps[i * n + j] * (dP[size_t(j)] - dot);
             if (dS == 0.f) continue;
             const float* k = base + (t0 + j) * tokenStride + H * dk + h * dk;
@@ -137,7 +141,7 @@ torch::autograd::tensor_list PackedAttention::backward(torch::autograd::Autograd
       }
     }
   });
-  return {gradQkv, torch::Tensor(), torch::Tensor()};
+  return {gradQkv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
 }
 
 }  // namespace morec

@@ -11,10 +11,11 @@ namespace morec {
 class PackedAttention : public torch::autograd::Function<PackedAttention> {
  public:
   // qkv: [tokens, 3, heads, dk] (Q already scaled by 1/sqrt(dk)); seqOffsets: int64 CPU [sequences + 1];
-  // dropMask: scaled keep-mask over the per-sequence attention matrices (see probabilityCount), or empty.
+  // dropMask: scaled keep-mask over the per-sequence attention matrices (see probabilityCount), or empty;
+  // causal: each token attends to itself and earlier tokens (SASRec) or to its whole sequence (BERT).
   // Returns [tokens, heads * dk].
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkv,
-                               const torch::Tensor& seqOffsets, const torch::Tensor& dropMask);
+                               const torch::Tensor& seqOffsets, const torch::Tensor& dropMask, bool causal = true);
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads);
   // Size of the attention-probability buffer: heads * sum(n^2).

@@ -14,7 +14,8 @@ static torch::Device parseDevice(const std::string& name) {
 Recommender::Recommender(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store)
     : config_(config), device_(parseDevice(config.device)) {
   torch::manual_seed(uint64_t(config.seed));
-  itemTower_ = register_module("item_tower", makeItemTower(config, std::move(store), device_));
+  const bool packedLayout = config.sequenceLayout == "packed" || (config.sequenceLayout == "auto" && device_.is_cpu());
+  itemTower_ = register_module("item_tower", makeItemTower(config, std::move(store), device_, packedLayout));
   itemTower_->useDropout(&dropout_);
   if (config.backbone == "sasrec") {
     sasrec_ = register_module("user_encoder", std::make_shared<SASRecEncoder>(config.maxLen, config.d, config.heads,
@@ -24,8 +25,7 @@ Recommender::Recommender(const ModelConfig& config, std::shared_ptr<const ItemSt
     dssm_ = register_module("user_tower", std::make_shared<DSSMUserTower>(config.numUsers, config.d, config.dssmDepth));
   }
   dropout_.reseed(uint64_t(config.seed));
-  packed_ = config.backbone == "sasrec" &&
-            (config.sequenceLayout == "packed" || (config.sequenceLayout == "auto" && device_.is_cpu()));
+  packed_ = config.backbone == "sasrec" && packedLayout;
   to(device_);
 }
 

@@ -8,8 +8,8 @@
 namespace morec {
 
 TextItemTower::TextItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store,
-                             const torch::Device& device)
-    : c_(config.text), store_(std::move(store)) {
+                             const torch::Device& device, bool packed)
+    : c_(config.text), store_(std::move(store)), packed_(packed && device.is_cpu()) {
   if (!store_) throw invalidArg("itemTower 'text' needs an ItemStore with the items' tokens (new Model(config, store))");
   if (store_->numItems != config.numItems)
     throw invalidArg("the item store holds " + std::to_string(store_->numItems) + " items but the model has numItems " +
@@ -50,19 +50,53 @@ void TextItemTower::buildFrozenCache() {
   frozenCache_ = cache;
 }
 
+torch::Tensor TextItemTower::lastHidden(const torch::Tensor& items, const torch::Tensor& len, int64_t T, bool useCache,
+                                        Packing* packing) {
+  const int64_t F = useCache ? frozenLayers() : 0;
+  if (useCache && !frozenCache_.defined()) buildFrozenCache();
+  if (!packing) {
+    if (useCache) return encoder_->layers(frozenCache_.index_select(0, items).narrow(1, 0, T), len, F, c_.layers, *dropout_);
+    return encoder_->forward(tokens_.index_select(0, items).narrow(1, 0, T), len, *dropout_);
+  }
+  // Packed: only real tokens go through the encoder (titles vary in length; padding would be wasted work).
+  const int64_t n = items.size(0);
+  const int64_t* l = len.data_ptr<int64_t>();
+  std::vector<int64_t> index, positions, sequence, offsets{0};
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t t = 0; t < l[r]; ++t) {
+      index.push_back(r * T + t);
+      positions.push_back(t);
+      sequence.push_back(r);
+    }
+    offsets.push_back(int64_t(index.size()));
+  }
+  auto opts = torch::TensorOptions().dtype(torch::kLong);
+  packing->index = torch::tensor(index, opts);
+  packing->offsets = torch::tensor(offsets, opts);
+  packing->sequence = torch::tensor(sequence, opts);
+  if (useCache)
+    return encoder_->layersPacked(
+        frozenCache_.index_select(0, items).narrow(1, 0, T).reshape({n * T, c_.hidden}).index_select(0, packing->index),
+        packing->offsets, F, c_.layers, *dropout_);
+  auto ids = tokens_.index_select(0, items).narrow(1, 0, T).reshape({n * T}).index_select(0, packing->index);
+  return encoder_->layersPacked(encoder_->embedPacked(ids, torch::tensor(positions, opts), *dropout_), packing->offsets, 0,
+                                c_.layers, *dropout_);
+}
+
 torch::Tensor TextItemTower::encode(const torch::Tensor& items) {
   auto len = lengths_.index_select(0, items);
   const int64_t T = len.max().item<int64_t>();  // trim the batch to its longest title
-  torch::Tensor h;
-  if (c_.cacheFrozen && c_.finetuneTopLayers >= 0) {
-    if (!frozenCache_.defined()) buildFrozenCache();
-    h = encoder_->layers(frozenCache_.index_select(0, items).narrow(1, 0, T), len, frozenLayers(), c_.layers,
-                         *dropout_);
-  } else {
-    h = encoder_->forward(tokens_.index_select(0, items).narrow(1, 0, T), len, *dropout_);
-  }
+  Packing packing;
+  auto h = lastHidden(items, len, T, c_.cacheFrozen && c_.finetuneTopLayers >= 0, packed_ ? &packing : nullptr);
   torch::Tensor pooled;
-  if (c_.pooling == "cls") {
+  if (packed_) {
+    if (c_.pooling == "cls") {
+      pooled = h.index_select(0, packing.offsets.narrow(0, 0, items.size(0)));
+    } else {
+      pooled = torch::zeros({items.size(0), c_.hidden}, h.options()).index_add_(0, packing.sequence, h) /
+               len.to(h.scalar_type()).unsqueeze(1);
+    }
+  } else if (c_.pooling == "cls") {
     pooled = h.select(1, 0);
   } else {
     auto mask = torch::arange(T, len.options()).unsqueeze(0).lt(len.unsqueeze(1)).to(h.scalar_type());
@@ -76,7 +110,10 @@ torch::Tensor TextItemTower::hiddenStates(const torch::Tensor& items) {
   const bool wasTraining = encoder_->is_training();
   encoder_->eval();
   auto len = lengths_.index_select(0, items);
-  auto h = encoder_->forward(tokens_.index_select(0, items).narrow(1, 0, len.max().item<int64_t>()), len, *dropout_);
+  const int64_t n = items.size(0), T = len.max().item<int64_t>();
+  Packing packing;
+  auto h = lastHidden(items, len, T, /*useCache=*/false, packed_ ? &packing : nullptr);
+  if (packed_) h = torch::zeros({n * T, c_.hidden}, h.options()).index_copy_(0, packing.index, h).view({n, T, c_.hidden});
   if (wasTraining) encoder_->train();
   return h;
 }

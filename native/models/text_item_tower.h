@@ -19,7 +19,8 @@ struct ImportReport {
 
 class TextItemTower : public ItemTower {
  public:
-  TextItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store, const torch::Device& device);
+  TextItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store, const torch::Device& device,
+                bool packed);
   torch::Tensor embed(const torch::Tensor& ids) override;
   torch::Tensor embedAll(const std::function<void(int64_t, int64_t)>& progress) override;
   std::vector<torch::Tensor> encoderParameters() override { return encoder_->parameters(); }
@@ -34,11 +35,20 @@ class TextItemTower : public ItemTower {
  private:
   // Vectors of distinct items `items` (int64 [m], all >= 1) -> [m, d].
   torch::Tensor encode(const torch::Tensor& items);
+  // Last-layer states of `items`: padded [n, T, H] (pad rows unspecified), or packed [tokens, H] with
+  // `packing` describing the layout.
+  struct Packing {
+    torch::Tensor index;    // int64 [tokens]: row * T + t of each real token in the [n, T] grid
+    torch::Tensor offsets;  // int64 CPU [n + 1]
+    torch::Tensor sequence; // int64 [tokens]: the row each token belongs to
+  };
+  torch::Tensor lastHidden(const torch::Tensor& items, const torch::Tensor& len, int64_t T, bool useCache, Packing* packing);
   int64_t frozenLayers() const;
   void buildFrozenCache();
 
   TextTowerConfig c_;
   std::shared_ptr<const ItemStoreData> store_;
+  bool packed_;
   torch::Tensor tokens_, lengths_;  // the store's, on the model's device
   std::shared_ptr<BertEncoder> encoder_;
   torch::nn::Linear projection_{nullptr};
