@@ -26,6 +26,8 @@ export interface NativeTextTowerConfig {
   finetuneTopLayers: number;
   /** With frozen bottom layers: compute their output per item once and reuse it (skips their dropout). */
   cacheFrozen: boolean;
+  /** Keep only each encoder layer's input in the forward pass; recompute the layer in the backward pass. */
+  gradientCheckpointing: boolean;
   /** Items per forward pass when the whole item table is built. */
   encodeBatch: number;
 }

@@ -12,6 +12,7 @@
     "models/dropout.cc",
     "models/id_item_tower.cc",
     "encoders/bert.cc",
+    "encoders/bert_layer_checkpoint.cc",
     "models/text_item_tower.cc",
     "models/item_tower.cc",
     "models/packed_attention.cc",

@@ -218,6 +218,33 @@ test('cached frozen layers train exactly like uncached ones when dropout is 0 (1
   assert.ok(a.losses[1] !== 0);
 });
 
+test('gradient checkpointing trains exactly like plain back-propagation, dropout included (1e-5)', async () => {
+  const { seqs, store } = textWorld(40, 80, 9);
+  const run = async (gradientCheckpointing: boolean, sequenceLayout: 'packed' | 'padded', finetuneTopLayers: number) => {
+    const model = Model.create(
+      {
+        backbone: 'sasrec', numItems: 40, d: 32, heads: 2, maxLen: 10, itemTower: 'text', seed: 4, threads: 2, sequenceLayout,
+        text: { ...tinyText, finetuneTopLayers, gradientCheckpointing } as ModelConfig['text'],
+      },
+      { items: store },
+    );
+    const losses = [];
+    for (let e = 0; e < 2; e++) losses.push((await model.trainEpoch(seqs, { epoch: e, batchSize: 16, lr: 1e-3, encoderLr: 1e-3 })).loss);
+    return { losses, params: model.parameters() };
+  };
+  for (const layout of ['packed', 'padded'] as const)
+    for (const top of [-1, 1]) {
+      const a = await run(false, layout, top), b = await run(true, layout, top);
+      let max = 0;
+      for (const k of Object.keys(a.params)) for (let i = 0; i < a.params[k].data.length; i++) max = Math.max(max, Math.abs(a.params[k].data[i] - b.params[k].data[i]));
+      assert.ok(max < 1e-5 && Math.abs(a.losses[1] - b.losses[1]) < 1e-5, `${layout} top ${top}: max parameter difference ${max}, losses ${a.losses} vs ${b.losses}`);
+      // and training moved the encoder's top layer (the comparison is not between two untouched models)
+      const init = Model.create({ backbone: 'sasrec', numItems: 40, d: 32, heads: 2, maxLen: 10, itemTower: 'text', seed: 4, threads: 2, sequenceLayout: layout, text: { ...tinyText, finetuneTopLayers: top } as ModelConfig['text'] }, { items: store }).parameters();
+      const k = 'item_tower.encoder.encoder.layer.1.output.dense.weight';
+      assert.notDeepEqual(b.params[k].data, init[k].data);
+    }
+});
+
 test('itemVectors() resolves a copy that later training does not change', async () => {
   const { seqs } = textWorld(30, 50, 8);
   const model = Model.create({ backbone: 'sasrec', numItems: 30, d: 16, heads: 2, maxLen: 10, threads: 2 });

@@ -4,6 +4,7 @@
 
 #include "../common.h"
 #include "../models/packed_attention.h"
+#include "bert_layer_checkpoint.h"
 
 namespace morec {
 
@@ -108,7 +109,7 @@ torch::Tensor BertEncoder::layers(torch::Tensor x, const torch::Tensor& lengths,
   const int64_t n = x.size(0), T = x.size(1);
   auto pad = torch::arange(T, lengths.options()).unsqueeze(0).ge(lengths.unsqueeze(1));  // [n, T]
   auto keyMask = torch::zeros({n, 1, 1, T}, x.options()).masked_fill_(pad.view({n, 1, 1, T}), -1e9);
-  for (int64_t i = from; i < to; ++i) x = layers_[size_t(i)]->forward(x, keyMask, drop);
+  for (int64_t i = from; i < to; ++i) x = runLayer(i, x, keyMask, drop, false);
   return x;
 }
 
@@ -121,8 +122,17 @@ torch::Tensor BertEncoder::embedPacked(const torch::Tensor& ids, const torch::Te
 
 torch::Tensor BertEncoder::layersPacked(torch::Tensor x, const torch::Tensor& seqOffsets, int64_t from, int64_t to,
                                         Dropout& drop) {
-  for (int64_t i = from; i < to; ++i) x = layers_[size_t(i)]->forwardPacked(x, seqOffsets, drop);
+  for (int64_t i = from; i < to; ++i) x = runLayer(i, x, seqOffsets, drop, true);
   return x;
+}
+
+torch::Tensor BertEncoder::runLayer(int64_t i, const torch::Tensor& x, const torch::Tensor& aux, Dropout& drop, bool packed) {
+  auto& layer = layers_[size_t(i)];
+  // Checkpoint only what back-propagates: a trainable layer, or one whose input carries gradient.
+  const auto anchor = layer->parameters().front();
+  if (c_.gradientCheckpointing && is_training() && torch::GradMode::is_enabled() && (anchor.requires_grad() || x.requires_grad()))
+    return BertLayerCheckpoint::apply(x, aux, anchor, layer.get(), &drop, packed);
+  return packed ? layer->forwardPacked(x, aux, drop) : layer->forward(x, aux, drop);
 }
 
 std::vector<torch::Tensor> BertEncoder::bottomParameters(int64_t count) {

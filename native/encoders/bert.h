@@ -54,6 +54,8 @@ class BertEncoder : public torch::nn::Module {
   std::vector<torch::Tensor> bottomParameters(int64_t count);
 
  private:
+  // Layer i, through gradient checkpointing when configured and training.
+  torch::Tensor runLayer(int64_t i, const torch::Tensor& x, const torch::Tensor& aux, Dropout& drop, bool packed);
   TextTowerConfig c_;
   std::shared_ptr<torch::nn::Module> embeddings_;
   torch::nn::Embedding wordEmbeddings_{nullptr}, positionEmbeddings_{nullptr}, tokenTypeEmbeddings_{nullptr};

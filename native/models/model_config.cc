@@ -39,6 +39,7 @@ TextTowerConfig TextTowerConfig::fromJs(const Napi::Object& o) {
   c.pooling = readChoice(o, "pooling", c.pooling, {"cls", "mean"});
   c.finetuneTopLayers = readInt(o, "finetuneTopLayers", c.finetuneTopLayers, -1, c.layers);
   c.cacheFrozen = readBool(o, "cacheFrozen", c.cacheFrozen);
+  c.gradientCheckpointing = readBool(o, "gradientCheckpointing", c.gradientCheckpointing);
   c.encodeBatch = readInt(o, "encodeBatch", c.encodeBatch, 1, 1 << 20);
   return c;
 }
@@ -60,6 +61,7 @@ Napi::Object TextTowerConfig::toJs(Napi::Env env) const {
   o.Set("pooling", pooling);
   o.Set("finetuneTopLayers", double(finetuneTopLayers));
   o.Set("cacheFrozen", cacheFrozen);
+  o.Set("gradientCheckpointing", gradientCheckpointing);
   o.Set("encodeBatch", double(encodeBatch));
   return o;
 }

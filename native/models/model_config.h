@@ -29,6 +29,8 @@ struct TextTowerConfig {
   int64_t finetuneTopLayers = -1;
   // With frozen bottom layers: compute their output once per item and reuse it (no dropout inside them).
   bool cacheFrozen = false;
+  // Keep only each layer's input in the forward pass and recompute the layer in the backward pass.
+  bool gradientCheckpointing = false;
   int64_t encodeBatch = 256;  // items per forward pass when building the whole item table
 
   static TextTowerConfig fromJs(const Napi::Object& o);
