@@ -3,6 +3,7 @@
  * (d 64, 2 blocks, 2 heads, L 50, batch 128), morec against the same model and loop in PyTorch eager
  * (bench/sasrec_reference.py on /usr/bin/python3, the same libtorch generation), measured in the same run.
  * Options: --threads N (default 2), --steps N (batches per epoch; 0 = full epoch), --data FILE.
+ * Then the text MoRec benchmark (bench/text_bench.ts; its options: --text-steps, --text-encoder).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -72,6 +73,9 @@ async function main() {
     console.log(`| ${r.impl} | ${r.seqPerSec.toFixed(0)} | ${tr} | ${r.evalSeconds.toFixed(2)} | ${ev} | ${r.hr.toFixed(4)} |`);
   }
   if (!reference) console.log('\nPyTorch reference unavailable (needs /usr/bin/python3 with python3-torch): no ratio printed.');
+  // Text MoRec in its own process, so its peak RSS is the text run's alone (it takes the same options).
+  const text = spawnSync(process.execPath, [path.join(__dirname, 'text_bench.js'), ...process.argv.slice(2)], { stdio: 'inherit' });
+  if (text.status !== 0) throw new Error(`text benchmark failed (exit ${text.status})`);
 }
 
 main().catch((e) => {

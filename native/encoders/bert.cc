@@ -59,6 +59,19 @@ torch::Tensor BertLayer::forward(const torch::Tensor& x, const torch::Tensor& ke
   return afterAttention(flat, context, drop).view({n, T, hidden_});
 }
 
+torch::Tensor BertLayer::forwardFirstToken(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop) {
+  const int64_t n = x.size(0), T = x.size(1), H = hidden_, dk = hidden_ / heads_;
+  auto [w, b] = qkvProjection(true);
+  auto first = x.select(1, 0);  // [n, H]
+  auto q = torch::addmm(b.narrow(0, 0, H), first, w.narrow(0, 0, H).t()).view({n, heads_, 1, dk});
+  auto kv = torch::addmm(b.narrow(0, H, 2 * H), x.reshape({n * T, H}), w.narrow(0, H, 2 * H).t())
+                .view({n, T, 2, heads_, dk})
+                .permute({2, 0, 3, 1, 4});  // [2, n, heads, T, dk]
+  auto probs = drop(torch::softmax(torch::matmul(q, kv[0].transpose(-1, -2)) + keyMask, -1), attentionP_, is_training());
+  auto context = torch::matmul(probs, kv[1]).reshape({n, H});  // [n, heads, 1, dk] -> [n, H]
+  return afterAttention(first, context, drop);
+}
+
 torch::Tensor BertLayer::forwardPacked(const torch::Tensor& x, const torch::Tensor& seqOffsets, Dropout& drop) {
   const int64_t N = x.size(0), dk = hidden_ / heads_;
   auto [w, b] = qkvProjection(true);
@@ -106,11 +119,20 @@ torch::Tensor BertEncoder::embed(const torch::Tensor& ids, const torch::Tensor& 
 }
 
 torch::Tensor BertEncoder::layers(torch::Tensor x, const torch::Tensor& lengths, int64_t from, int64_t to, Dropout& drop) {
-  const int64_t n = x.size(0), T = x.size(1);
-  auto pad = torch::arange(T, lengths.options()).unsqueeze(0).ge(lengths.unsqueeze(1));  // [n, T]
-  auto keyMask = torch::zeros({n, 1, 1, T}, x.options()).masked_fill_(pad.view({n, 1, 1, T}), -1e9);
-  for (int64_t i = from; i < to; ++i) x = runLayer(i, x, keyMask, drop, false);
+  const int64_t T = x.size(1);
+  auto mask = keyMask(lengths, T, x.options());
+  for (int64_t i = from; i < to; ++i) x = runLayer(i, x, mask, drop, false);
   return x;
+}
+
+torch::Tensor BertEncoder::keyMask(const torch::Tensor& lengths, int64_t T, const torch::TensorOptions& options) {
+  const int64_t n = lengths.size(0);
+  auto pad = torch::arange(T, lengths.options()).unsqueeze(0).ge(lengths.unsqueeze(1));  // [n, T]
+  return torch::zeros({n, 1, 1, T}, options).masked_fill_(pad.view({n, 1, 1, T}), -1e9);
+}
+
+torch::Tensor BertEncoder::lastLayerFirstToken(const torch::Tensor& x, const torch::Tensor& lengths, Dropout& drop) {
+  return layers_.back()->forwardFirstToken(x, keyMask(lengths, x.size(1), x.options()), drop);
 }
 
 torch::Tensor BertEncoder::embedPacked(const torch::Tensor& ids, const torch::Tensor& positions, Dropout& drop) {

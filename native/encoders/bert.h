@@ -21,6 +21,8 @@ class BertLayer : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop);
   // Packed layout (no padding, CPU): x [tokens, H] of sequences delimited by seqOffsets (int64 CPU [S + 1]).
   torch::Tensor forwardPacked(const torch::Tensor& x, const torch::Tensor& seqOffsets, Dropout& drop);
+  // The output at the first token only ([n, H]), attending over all of x [n, T, H] (keyMask as forward).
+  torch::Tensor forwardFirstToken(const torch::Tensor& x, const torch::Tensor& keyMask, Dropout& drop);
 
  private:
   // Q, K and V as one GEMM's weight and bias; `scaleQ` folds the 1/sqrt(dk) temperature into Q's rows.
@@ -47,6 +49,8 @@ class BertEncoder : public torch::nn::Module {
   // Packed layout: ids and positions (0-based within each sequence) [tokens] -> [tokens, H].
   torch::Tensor embedPacked(const torch::Tensor& ids, const torch::Tensor& positions, Dropout& drop);
   torch::Tensor layersPacked(torch::Tensor x, const torch::Tensor& seqOffsets, int64_t from, int64_t to, Dropout& drop);
+  // The last layer's output at the first token ([CLS]) of padded states x [n, T, H] -> [n, H].
+  torch::Tensor lastLayerFirstToken(const torch::Tensor& x, const torch::Tensor& lengths, Dropout& drop);
   int64_t numLayers() const { return int64_t(layers_.size()); }
   // Freezes the embeddings and layers [0, count): no gradient, so no optimizer state.
   void freezeBottom(int64_t count);
@@ -55,6 +59,7 @@ class BertEncoder : public torch::nn::Module {
 
  private:
   // Layer i, through gradient checkpointing when configured and training.
+  static torch::Tensor keyMask(const torch::Tensor& lengths, int64_t T, const torch::TensorOptions& options);
   torch::Tensor runLayer(int64_t i, const torch::Tensor& x, const torch::Tensor& aux, Dropout& drop, bool packed);
   TextTowerConfig c_;
   std::shared_ptr<torch::nn::Module> embeddings_;

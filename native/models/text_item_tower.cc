@@ -51,12 +51,13 @@ void TextItemTower::buildFrozenCache() {
 }
 
 torch::Tensor TextItemTower::lastHidden(const torch::Tensor& items, const torch::Tensor& len, int64_t T, bool useCache,
-                                        Packing* packing) {
+                                        Packing* packing, int64_t upTo) {
   const int64_t F = useCache ? frozenLayers() : 0;
   if (useCache && !frozenCache_.defined()) buildFrozenCache();
   if (!packing) {
-    if (useCache) return encoder_->layers(frozenCache_.index_select(0, items).narrow(1, 0, T), len, F, c_.layers, *dropout_);
-    return encoder_->forward(tokens_.index_select(0, items).narrow(1, 0, T), len, *dropout_);
+    if (useCache) return encoder_->layers(frozenCache_.index_select(0, items).narrow(1, 0, T), len, F, upTo, *dropout_);
+    return encoder_->layers(encoder_->embed(tokens_.index_select(0, items).narrow(1, 0, T), len, *dropout_), len, 0, upTo,
+                            *dropout_);
   }
   // Packed: only real tokens go through the encoder (titles vary in length; padding would be wasted work).
   const int64_t n = items.size(0);
@@ -77,19 +78,27 @@ torch::Tensor TextItemTower::lastHidden(const torch::Tensor& items, const torch:
   if (useCache)
     return encoder_->layersPacked(
         frozenCache_.index_select(0, items).narrow(1, 0, T).reshape({n * T, c_.hidden}).index_select(0, packing->index),
-        packing->offsets, F, c_.layers, *dropout_);
+        packing->offsets, F, upTo, *dropout_);
   auto ids = tokens_.index_select(0, items).narrow(1, 0, T).reshape({n * T}).index_select(0, packing->index);
   return encoder_->layersPacked(encoder_->embedPacked(ids, torch::tensor(positions, opts), *dropout_), packing->offsets, 0,
-                                c_.layers, *dropout_);
+                                upTo, *dropout_);
 }
 
 torch::Tensor TextItemTower::encode(const torch::Tensor& items) {
   auto len = lengths_.index_select(0, items);
   const int64_t T = len.max().item<int64_t>();  // trim the batch to its longest title
   Packing packing;
-  auto h = lastHidden(items, len, T, c_.cacheFrozen && c_.finetuneTopLayers >= 0, packed_ ? &packing : nullptr);
+  const bool useCache = c_.cacheFrozen && c_.finetuneTopLayers >= 0;
+  // [CLS] pooling reads one token of the last layer: that layer runs its queries, attention output and FFN
+  // for the first token only (keys and values still cover every token) -- same result, a fraction of the work.
+  const bool firstTokenOnly = c_.pooling == "cls" && c_.layers > 0 && !(useCache && frozenLayers() >= c_.layers);
+  auto h = lastHidden(items, len, T, useCache, packed_ ? &packing : nullptr, c_.layers - (firstTokenOnly ? 1 : 0));
   torch::Tensor pooled;
-  if (packed_) {
+  if (firstTokenOnly) {
+    const int64_t n = items.size(0);
+    if (packed_) h = torch::zeros({n * T, c_.hidden}, h.options()).index_copy(0, packing.index, h).view({n, T, c_.hidden});
+    pooled = encoder_->lastLayerFirstToken(h, len, *dropout_);
+  } else if (packed_) {
     if (c_.pooling == "cls") {
       pooled = h.index_select(0, packing.offsets.narrow(0, 0, items.size(0)));
     } else {
@@ -112,7 +121,7 @@ torch::Tensor TextItemTower::hiddenStates(const torch::Tensor& items) {
   auto len = lengths_.index_select(0, items);
   const int64_t n = items.size(0), T = len.max().item<int64_t>();
   Packing packing;
-  auto h = lastHidden(items, len, T, /*useCache=*/false, packed_ ? &packing : nullptr);
+  auto h = lastHidden(items, len, T, /*useCache=*/false, packed_ ? &packing : nullptr, c_.layers);
   if (packed_) h = torch::zeros({n * T, c_.hidden}, h.options()).index_copy_(0, packing.index, h).view({n, T, c_.hidden});
   if (wasTraining) encoder_->train();
   return h;

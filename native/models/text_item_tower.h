@@ -35,14 +35,16 @@ class TextItemTower : public ItemTower {
  private:
   // Vectors of distinct items `items` (int64 [m], all >= 1) -> [m, d].
   torch::Tensor encode(const torch::Tensor& items);
-  // Last-layer states of `items`: padded [n, T, H] (pad rows unspecified), or packed [tokens, H] with
+  // Hidden states of `items`: padded [n, T, H] (pad rows unspecified), or packed [tokens, H] with
   // `packing` describing the layout.
   struct Packing {
     torch::Tensor index;    // int64 [tokens]: row * T + t of each real token in the [n, T] grid
     torch::Tensor offsets;  // int64 CPU [n + 1]
     torch::Tensor sequence; // int64 [tokens]: the row each token belongs to
   };
-  torch::Tensor lastHidden(const torch::Tensor& items, const torch::Tensor& len, int64_t T, bool useCache, Packing* packing);
+  // States after layers [.., upTo) (upTo = c_.layers: the last layer's output).
+  torch::Tensor lastHidden(const torch::Tensor& items, const torch::Tensor& len, int64_t T, bool useCache, Packing* packing,
+                           int64_t upTo);
   int64_t frozenLayers() const;
   void buildFrozenCache();
 
