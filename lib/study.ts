@@ -11,6 +11,7 @@ import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
 import { fit, FitOptions } from './train/fit';
 import { PreparedTextTower, prepareTextTower, TextTowerOptions } from './text/text_tower';
+import { resolveTextEncoder } from './text/encoder';
 
 export interface ModelPreset {
   backbone: 'sasrec' | 'dssm';
@@ -39,19 +40,21 @@ export const MODEL_PRESETS: Record<string, ModelPreset> = {
     train: { batchSize: 128, lr: 1e-3, weightDecay: 0.1 },
   },
   // Text MoRec, end to end: the encoder is fine-tuned with the recommender (here trained from scratch, since
-  // no weights can ship; --text-encoder <folder> fine-tunes a real checkpoint).
+  // no weights can ship; --text-encoder <folder> fine-tunes a real checkpoint with the paper's [CLS] pooling).
+  // A scratch encoder pools the mean of its last layer: on the synthetic world it reached valid HR@10 0.23
+  // in 30 epochs where [CLS] reached 0.12 (a random encoder's [CLS] barely tells items apart at first).
   'sasrec-text': {
     backbone: 'sasrec',
     itemTower: 'text',
-    text: { encoder: 'bert-tiny', maxTokens: 30 },
+    text: { encoder: 'bert-tiny', maxTokens: 30, pooling: 'mean' },
     paradigm: 'e2e',
     config: { d: 64, blocks: 2, heads: 2, dropout: 0.1 },
-    train: { batchSize: 64, lr: 1e-3, encoderLr: 1e-3, weightDecay: 0.1 },
+    train: { batchSize: 128, lr: 2e-3, encoderLr: 2e-3, weightDecay: 0.1 },
   },
   'dssm-text': {
     backbone: 'dssm',
     itemTower: 'text',
-    text: { encoder: 'bert-tiny', maxTokens: 30 },
+    text: { encoder: 'bert-tiny', maxTokens: 30, pooling: 'mean' },
     paradigm: 'e2e',
     config: { d: 64, dssmDepth: 0 },
     train: { batchSize: 128, lr: 1e-3, encoderLr: 1e-3, weightDecay: 0.1 },
@@ -122,7 +125,9 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
     const preset = MODEL_PRESETS[name];
     let text: PreparedTextTower | undefined;
     if (preset.itemTower === 'text') {
-      const opts = { ...preset.text, encoder: options.textEncoder ?? preset.text?.encoder, tokenizer: options.tokenizer ?? preset.text?.tokenizer };
+      const encoder = options.textEncoder ?? preset.text?.encoder;
+      const pretrained = resolveTextEncoder(encoder ?? 'bert-tiny').weights !== undefined;
+      const opts = { ...preset.text, encoder, tokenizer: options.tokenizer ?? preset.text?.tokenizer, ...(pretrained ? { pooling: 'cls' as const } : {}) };
       const key = JSON.stringify(opts);
       text = textTowers.get(key);
       if (!text) {

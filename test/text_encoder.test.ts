@@ -139,15 +139,17 @@ test('a text tower needs an ItemStore that fits it', () => {
   assert.throws(() => Model.create({ ...base, text: { ...base.text!, maxPositions: 20 } }, { items: fixtureStore('bert') }), /up to 38 tokens/);
 });
 
-// A small text world: item i's title is three tokens that name it (so the encoder can tell items apart).
+// A small text world: item i's title is up to three tokens that name it (so the encoder can tell items
+// apart), between [CLS] = 1 and [SEP] = 2; lengths 4..5 of 6 so that batches run the packed (padding-free) path.
 function textWorld(numItems: number, users: number, seed: number) {
   const seqs = chainWorld(users, numItems, seed);
-  const T = 5;
+  const T = 6;
   const tokens = new Int32Array((numItems + 1) * T);
   const lengths = new Int32Array(numItems + 1);
   for (let i = 1; i <= numItems; i++) {
-    tokens.set([1, 3 + (i % 10), 13 + Math.floor(i / 10) % 10, 23 + (i % 7), 2], i * T);
-    lengths[i] = 5;
+    const words = [3 + (i % 10), 13 + (Math.floor(i / 10) % 10), 23 + (i % 7)].slice(0, 2 + (i % 2));
+    tokens.set([1, ...words, 2], i * T);
+    lengths[i] = words.length + 2;
   }
   return { seqs, store: new ItemStore({ numItems, maxTokens: T, tokens, lengths }) };
 }

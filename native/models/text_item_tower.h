@@ -46,6 +46,8 @@ class TextItemTower : public ItemTower {
   torch::Tensor lastHidden(const torch::Tensor& items, const torch::Tensor& len, int64_t T, bool useCache, Packing* packing,
                            int64_t upTo);
   int64_t frozenLayers() const;
+  // Whether a batch of these lengths runs packed (CPU, and enough of its [n, T] grid is padding).
+  bool usePacked(const torch::Tensor& len, int64_t T) const;
   void buildFrozenCache();
 
   TextTowerConfig c_;
