@@ -11,3 +11,7 @@ export { fit, FitOptions, FitResult, EpochReport } from './train/fit';
 export { generateSyntheticWorld, SyntheticOptions, SyntheticWorld } from './data/synthetic';
 export { preprocess, PreprocessOptions, Preprocessed } from './data/preprocess';
 export { runStudy, formatTable, MODEL_PRESETS, StudyOptions, ResultRow } from './study';
+export { ItemStore, ItemTokens } from './item_store';
+export { prepareTextTower, buildWordVocab, TextTowerOptions, PreparedTextTower } from './text/text_tower';
+export { resolveTextEncoder, textEncoderPresets, encoderConfigFromHf, TextEncoderSpec } from './text/encoder';
+export { loadTokenizer, TextTokenizer } from './text/tokenizer';

@@ -17,7 +17,8 @@ test('morec --help lists every command; each command documents its options', () 
   assert.equal(help.status, 0);
   for (const c of ['train', 'eval', 'data', 'study', 'info']) assert.match(help.stdout, new RegExp(`morec ${c}`));
   const trainHelp = morec('train', '--help').stdout;
-  for (const o of ['--dataset', '--backbone', '--d', '--lr', '--epochs', '--patience', '--config', '--name', '--runs-dir', '--quiet', '--threads'])
+  for (const o of ['--dataset', '--backbone', '--d', '--lr', '--epochs', '--patience', '--config', '--name', '--runs-dir', '--quiet', '--threads',
+    '--item-tower', '--text-encoder', '--tokenizer', '--max-tokens', '--pooling', '--finetune-top-layers', '--cache-frozen', '--encoder-lr'])
     assert.ok(trainHelp.includes(o), o);
   assert.ok(morec('eval', '--help').stdout.includes('--split'));
 });
@@ -37,6 +38,26 @@ test('morec train writes a run folder whose checkpoint morec eval reproduces exa
   const m = JSON.parse(ev.stdout);
   assert.equal(m['HR@10'], results.test['HR@10']);
   assert.equal(m['NDCG@10'], results.test['NDCG@10']);
+});
+
+test('morec train --item-tower text (from scratch) and morec eval of its run agree exactly', () => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-runs-'));
+  const r = morec('train', '--item-tower', 'text', '--pooling', 'mean', '--scale', '0.25', '--epochs', '2', '--batch-size', '256', '--encoder-lr', '1e-3',
+    '--name', 't1', '--runs-dir', runs, '--quiet', '--threads', '2');
+  assert.equal(r.status, 0, r.stderr);
+  const dir = path.join(runs, 't1');
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  assert.equal(config.model.itemTower, 'text');
+  assert.equal(config.model.text.pooling, 'mean');
+  assert.equal(config.text.encoder, 'bert-tiny');
+  assert.equal(config.model.text.hidden, 128);
+  const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  const ev = morec('eval', '--run', dir, '--quiet');
+  assert.equal(ev.status, 0, ev.stderr);
+  const m = JSON.parse(ev.stdout);
+  assert.equal(m['HR@10'], results.test['HR@10']);
+  assert.equal(m['NDCG@10'], results.test['NDCG@10']);
+  assert.ok(results.test['HR@10'] > 0);
 });
 
 test('morec data summarises a data set', () => {
