@@ -177,6 +177,16 @@ export class Model {
     callNative(() => this.native.setParameters(params));
   }
 
+  /** Copies every weight into native memory (one snapshot per model, replaced by the next call). */
+  snapshotWeights(): void {
+    callNative(() => this.native.snapshotWeights());
+  }
+
+  /** Puts the snapshot's weights back (the optimizer state is left as it is). */
+  restoreWeights(): void {
+    callNative(() => this.native.restoreWeights());
+  }
+
   /**
    * Saves weights (model.safetensors), optimizer state (optimizer.safetensors) and a JSON sidecar
    * (checkpoint.json) into `dir`. Each file is written atomically and the sidecar last, so an interrupted

@@ -129,6 +129,8 @@ export interface NativeModel {
   encoderHiddenStates(items: Int32Array): NamedTensor;
   parameters(): Record<string, NamedTensor>;
   setParameters(params: Record<string, Float32Array | NamedTensor>): void;
+  snapshotWeights(): void;
+  restoreWeights(): void;
   optimizerState(): { step: number; tensors: Record<string, NamedTensor> };
   setOptimizerState(state: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): void;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "models/recommender.h"
 #include "train/trainer.h"
@@ -13,6 +14,8 @@ struct ModelCore {
   std::shared_ptr<Recommender> model;
   std::unique_ptr<Trainer> trainer;
   bool busy = false;
+  // A copy of every parameter (snapshotWeights), e.g. the best epoch's, kept natively: never through JS.
+  std::vector<torch::Tensor> snapshot;
 };
 
 }  // namespace morec

@@ -23,6 +23,8 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::loadEncoderWeights>("loadEncoderWeights"),
                       InstanceMethod<&ModelWrap::parameters>("parameters"),
                       InstanceMethod<&ModelWrap::setParameters>("setParameters"),
+                      InstanceMethod<&ModelWrap::snapshotWeights>("snapshotWeights"),
+                      InstanceMethod<&ModelWrap::restoreWeights>("restoreWeights"),
                       InstanceMethod<&ModelWrap::optimizerState>("optimizerState"),
                       InstanceMethod<&ModelWrap::setOptimizerState>("setOptimizerState")});
 }
@@ -248,6 +250,33 @@ Napi::Value ModelWrap::setParameters(const Napi::CallbackInfo& info) {
     std::vector<std::pair<std::string, torch::Tensor>> all;
     for (auto& kv : core_->model->named_parameters()) all.emplace_back(kv.key(), kv.value());
     assignNamed(src, all, "parameter");
+    core_->model->itemTower().weightsChanged();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ModelWrap::snapshotWeights(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    torch::NoGradGuard noGrad;
+    auto params = core_->model->parameters();
+    if (core_->snapshot.size() != params.size()) {
+      core_->snapshot.clear();
+      for (auto& p : params) core_->snapshot.push_back(p.detach().clone());
+    } else {
+      for (size_t i = 0; i < params.size(); ++i) core_->snapshot[i].copy_(params[i]);  // reuse the buffers
+    }
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ModelWrap::restoreWeights(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    if (core_->snapshot.empty()) throw invalidArg("restoreWeights: no snapshot was taken (call snapshotWeights first)");
+    torch::NoGradGuard noGrad;
+    auto params = core_->model->parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(core_->snapshot[i]);
     core_->model->itemTower().weightsChanged();
     return info.Env().Undefined();
   });

@@ -24,6 +24,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value loadEncoderWeights(const Napi::CallbackInfo& info);
   Napi::Value parameters(const Napi::CallbackInfo& info);
   Napi::Value setParameters(const Napi::CallbackInfo& info);
+  Napi::Value snapshotWeights(const Napi::CallbackInfo& info);
+  Napi::Value restoreWeights(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
   void ensureIdle() const;

@@ -128,3 +128,17 @@ test('leave-one-out boundaries: validation = second-to-last item, test = last, t
   // the popularity baseline uses the same boundaries: training prefix [1,2,3] -> items 4, 5, 6 all unseen (0)
   assert.deepEqual(Array.from(popularityRanks(seqs, 'valid')), [0]);
 });
+
+test('snapshotWeights/restoreWeights keep a native copy of every weight and put it back bit for bit', async () => {
+  const model = Model.create(sasrecConfig);
+  assert.throws(() => model.restoreWeights(), /no snapshot was taken/);
+  await model.trainEpoch(world, { ...epochOptions, epoch: 0 });
+  const before = model.parameters();
+  model.snapshotWeights();
+  await model.trainEpoch(world, { ...epochOptions, epoch: 1 });
+  const trained = model.parameters();
+  assert.notDeepEqual(trained['item_tower.id_embedding.weight'].data, before['item_tower.id_embedding.weight'].data);
+  model.restoreWeights();
+  const restored = model.parameters();
+  for (const k of Object.keys(before)) assert.deepEqual(restored[k].data, before[k].data, k);
+});

@@ -5,7 +5,6 @@
 import { MorecError } from '../errors';
 import { metrics, Metrics } from '../metrics';
 import { EpochOptions, EpochResult, Model } from '../model';
-import { NamedTensor } from '../native';
 import { Sequences } from '../sequences';
 import { nonNegativeInt, positiveInt } from '../validate';
 
@@ -52,7 +51,8 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
   const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, ...epochOptions } = options;
   const started = process.hrtime.bigint();
   const history: EpochReport[] = [];
-  let best: { epoch: number; value: number; valid: Metrics; weights: Record<string, NamedTensor> } | undefined;
+  // The best epoch's weights are snapshotted natively (a copy in the core, not through the JS heap).
+  let best: { epoch: number; value: number; valid: Metrics } | undefined;
   let sinceBest = 0;
   for (let epoch = 0; epoch < maxEpochs; epoch++) {
     const train = await model.trainEpoch(seqs, { ...epochOptions, epoch }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
@@ -65,7 +65,8 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
     const report: EpochReport = { epoch, loss: train.loss, trainSeconds: train.seconds, evalSeconds, valid, best: isBest, train };
     history.push(report);
     if (isBest) {
-      best = { epoch, value, valid, weights: model.parameters() };
+      best = { epoch, value, valid };
+      model.snapshotWeights();
       sinceBest = 0;
       onBest?.(report);
     } else {
@@ -75,7 +76,7 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
     if (go === false || sinceBest >= Math.max(1, patience)) break;
   }
   if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
-  model.setParameters(best.weights);
+  model.restoreWeights();
   const testRanks = await model.evaluate(seqs, { split: 'test' });
   return {
     bestEpoch: best.epoch,
