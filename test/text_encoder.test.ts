@@ -9,7 +9,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ItemStore } from '../lib/item_store';
-import { metrics, Model, ModelConfig, Sequences } from '../lib';
+import { metrics, Model, ModelConfig, prepareDataset, Sequences } from '../lib';
+import { prepareTextTower } from '../lib/text/text_tower';
 import { resolveTextEncoder } from '../lib/text/encoder';
 import { chainWorld } from './helpers';
 
@@ -256,4 +257,29 @@ test('itemVectors() resolves a copy that later training does not change', async 
   assert.deepEqual(table, snapshot);
   assert.notDeepEqual(await model.itemVectors(), snapshot);
   void Sequences;
+});
+
+test('prepareTextTower: scratch vocabulary from the titles, tokens cached beside the data set (a damaged cache is rebuilt)', async () => {
+  const cacheDir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'morec-text-cache-'));
+  const data = await prepareDataset('synthetic', { maxLen: 20, synthetic: { seed: 3, scale: 0.25 }, cacheDir });
+  const first = prepareTextTower(data, { encoder: 'bert-tiny' });
+  assert.match(first.summary, /word vocabulary of \d+ title words/);
+  assert.doesNotMatch(first.summary, /from the cache/);
+  assert.equal(first.label, 'bert-tiny(scratch)');
+  assert.equal(first.pretrained, false);
+  assert.equal(first.text.vocabSize, first.tokenizer.vocabSize);
+  // every title's words are in the vocabulary: no [UNK]
+  for (let i = 1; i <= first.items.numItems; i++)
+    for (let t = 0; t < first.items.lengths[i]; t++) assert.notEqual(first.items.tokens[i * 30 + t], first.tokenizer.unkId);
+  const second = prepareTextTower(data, { encoder: 'bert-tiny' });
+  assert.match(second.summary, /tokens from the cache/);
+  assert.deepEqual(second.items.tokens, first.items.tokens);
+  assert.deepEqual(second.items.lengths, first.items.lengths);
+  const cacheFile = fs.readdirSync(data.cacheDir!).find((f) => f.startsWith('tokens-'))!;
+  fs.truncateSync(path.join(data.cacheDir!, cacheFile), 100);
+  const third = prepareTextTower(data, { encoder: 'bert-tiny' });
+  assert.doesNotMatch(third.summary, /from the cache/);
+  assert.deepEqual(third.items.tokens, first.items.tokens);
+  // a data set without titles is refused
+  assert.throws(() => prepareTextTower({ ...data, text: undefined }), /has no item texts/);
 });

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Dataset } from '../data/dataset';
 import { MorecError } from '../errors';
 import { ItemStore } from '../item_store';
+import { writeAtomic } from '../io/safetensors';
 import { NativeTextTowerConfig } from '../native';
 import { resolveTextEncoder } from './encoder';
 import { loadTokenizer, MissingTextPolicy, TextTokenizer } from './tokenizer';
@@ -59,6 +60,30 @@ export function buildWordVocab(texts: readonly (string | null | undefined)[], ma
   return ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...sorted.filter((w) => !/^\[.*\]$/.test(w)).slice(0, maxWords)];
 }
 
+/**
+ * The titles' tokens, cached beside the prepared data set (`tokens-<key>.i32`: lengths then ids), keyed by the
+ * data set's fingerprint, the tokenizer's fingerprint, maxTokens and the missing-text policy. A cache file of
+ * the wrong size is ignored and rewritten.
+ */
+function tokenizedItems(data: Dataset, texts: (string | null)[], tokenizer: TextTokenizer, maxTokens: number, missingText: MissingTextPolicy) {
+  const key = createHash('sha256').update(JSON.stringify([data.fingerprint, tokenizer.fingerprint, maxTokens, missingText])).digest('hex').slice(0, 16);
+  const file = data.cacheDir ? path.join(data.cacheDir, `tokens-${key}.i32`) : undefined;
+  const rows = texts.length + 1;
+  const expectedBytes = 4 * rows * (1 + maxTokens);
+  if (file && fs.existsSync(file) && fs.statSync(file).size === expectedBytes) {
+    const buf = fs.readFileSync(file);
+    const all = new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    const source = { tokenizer: tokenizer.fingerprint, maxTokens };
+    return { items: new ItemStore({ numItems: texts.length, maxTokens, lengths: all.slice(0, rows), tokens: all.slice(rows) }, source), cached: true };
+  }
+  const items = ItemStore.fromTexts(texts, tokenizer, maxTokens, { missingText });
+  if (file) {
+    const bytes = (a: Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    writeAtomic(file, [bytes(items.lengths), bytes(items.tokens)]);
+  }
+  return { items, cached: false };
+}
+
 export function prepareTextTower(data: Dataset, options: TextTowerOptions = {}): PreparedTextTower {
   const texts = data.text;
   if (!texts || texts.every((t) => t === null || t === undefined))
@@ -92,7 +117,7 @@ export function prepareTextTower(data: Dataset, options: TextTowerOptions = {}):
   if (tokenizer.vocabSize > config.vocabSize)
     throw new MorecError('EINVAL', `the tokenizer has ${tokenizer.vocabSize} ids but the ${spec.name} encoder's vocabulary has ${config.vocabSize} rows`);
   const missing = texts.filter((t) => t === null || t === undefined).length;
-  const items = ItemStore.fromTexts(texts, tokenizer, maxTokens, { missingText: options.missingText ?? 'error' });
+  const { items, cached } = tokenizedItems(data, texts, tokenizer, maxTokens, options.missingText ?? 'error');
   // What the tokens look like: unknown-token share and titles cut at maxTokens.
   let unknown = 0, tokens = 0, truncated = 0;
   const unk = tokenizer.unkId;
@@ -112,6 +137,7 @@ export function prepareTextTower(data: Dataset, options: TextTowerOptions = {}):
   const summary =
     `text tower ${label}: ${vocabNote}${tokenizer.kind} tokenizer, ${tokenizer.vocabSize} ids; ${items.numItems} titles, ` +
     `${((100 * unknown) / Math.max(1, tokens)).toFixed(2)}% unknown tokens, ${truncated} cut at ${maxTokens} tokens` +
-    (missing ? `, ${missing} items without a title encoded as empty (policy 'empty')` : '');
+    (missing ? `, ${missing} items without a title encoded as empty (policy 'empty')` : '') +
+    (cached ? ' (tokens from the cache)' : '');
   return { text, items, weights: spec.weights, pretrained, label, tokenizer, summary };
 }
