@@ -145,7 +145,10 @@ export class Model {
     return awaitNative(() => this.native.trainEpoch(seqs.native, options, onProgress));
   }
 
-  /** 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics(). */
+  /**
+   * 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics().
+   * onProgress(done, total): total = numItems (the item table, built first) + evaluated users.
+   */
   async evaluate(seqs: Sequences, options: EvaluateOptions = {}, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
     checkSequences(seqs, this.config.numItems);
     validateEvaluateOptions(options);

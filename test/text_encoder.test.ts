@@ -283,3 +283,16 @@ test('prepareTextTower: scratch vocabulary from the titles, tokens cached beside
   // a data set without titles is refused
   assert.throws(() => prepareTextTower({ ...data, text: undefined }), /has no item texts/);
 });
+
+test('evaluation builds the item table first and reports it in its progress (items, then users)', async () => {
+  const { seqs, store } = textWorld(30, 40, 10);
+  const model = Model.create({ backbone: 'sasrec', numItems: 30, d: 16, heads: 2, maxLen: 10, itemTower: 'text', text: { ...tinyText, encodeBatch: 7 } as ModelConfig['text'], threads: 2 }, { items: store });
+  const seen: [number, number][] = [];
+  const ranks = await model.evaluate(seqs, { split: 'valid', batchSize: 16 }, (d, t) => seen.push([d, t]));
+  // Progress messages may be coalesced (only the latest is delivered): check what arrives, not how many.
+  assert.ok(seen.length >= 1);
+  const evaluated = Array.from(ranks).filter((r) => r >= 0).length;
+  for (const [, t] of seen) assert.equal(t, 30 + evaluated);
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i][0] >= seen[i - 1][0]);
+  assert.ok(seen[seen.length - 1][0] > 30, 'users are counted after the items');
+});

@@ -41,12 +41,16 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
     inverse[size_t(order[size_t(i)])] = i;
   }
   // The item table first (an encoder tower encodes every item once here), then users index it.
-  auto itemVectors = model.itemTower().embedAll();
+  // Progress counts the table's items, then the users: (done, numItems + users).
+  const int64_t N = cfg.numItems;
+  auto itemVectors = model.itemTower().embedAll([&](int64_t done, int64_t) {
+    if (progress) progress(done, N + U);
+  });
   std::vector<torch::Tensor> parts;
   for (int64_t b = 0; b < U; b += opt.batchSize) {
     const int64_t n = std::min(opt.batchSize, U - b);
     parts.push_back(model.userVectors(builder.inference(sortedUsers.data() + b, n, opt.holdOut).to(model.device()), itemVectors));
-    if (progress) progress(b + n, U);
+    if (progress) progress(N + b + n, N + U);
   }
   auto userVectors =
       torch::cat(parts).index_select(0, torch::tensor(inverse, torch::TensorOptions().dtype(torch::kLong)).to(model.device()));

@@ -21,6 +21,7 @@ struct EvalOptions {
   int64_t chunkRows = 1024;
 };
 
+// progress(done, total): total = numItems (the item table, encoded first) + evaluated users.
 class Evaluator {
  public:
   static std::vector<int32_t> ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
