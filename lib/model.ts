@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { invalid, MorecError, toMorecError } from './errors';
 import { readSafetensors, writeAtomic, writeSafetensors } from './io/safetensors';
 import { ItemStore } from './item_store';
-import { loadAddon, NamedTensor, NativeImportReport, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
+import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
 import { nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
 
@@ -32,32 +32,61 @@ export interface CheckpointInfo {
   savedAt: string;
 }
 
+/** "a positive integer", "an integer in [-1, 128]", ... as the core words them. */
+function describeField(f: ConfigField): string {
+  if (f.type === 'integer') {
+    if (f.min === 1 && (f.max ?? 0) >= 2 ** 31 - 2) return 'a positive integer';
+    if (f.min === 0 && (f.max ?? 0) >= 2 ** 31 - 2) return 'a non-negative integer';
+    return `an integer in [${f.min}, ${f.max}]`;
+  }
+  if (f.type === 'number') return `a number in [${f.min}, ${f.max}]`;
+  if (f.type === 'choice') return `one of ${(f.choices ?? []).map((c) => `'${c}'`).join(' | ')}`;
+  if (f.type === 'object') return 'a config object';
+  return `a ${f.type}`;
+}
+
+/** Checks a config object against the core's schema: known keys only, each of its type and range. */
+function checkFields(o: Record<string, unknown>, schema: ConfigSchema, prefix: string): void {
+  for (const key of Object.keys(o))
+    if (!(key in schema) && o[key] !== undefined)
+      throw new MorecError('EINVAL', `Unknown option ${prefix}${key} (expected one of ${Object.keys(schema).join(', ')})`);
+  for (const [key, f] of Object.entries(schema)) {
+    const v = o[key];
+    const name = prefix + key;
+    if (v === undefined) {
+      if (f.required) throw invalid(describeField(f), name, v);
+      continue;
+    }
+    const ok =
+      f.type === 'integer' ? typeof v === 'number' && Number.isInteger(v) && v >= f.min! && v <= f.max!
+      : f.type === 'number' ? typeof v === 'number' && Number.isFinite(v) && v >= f.min! && v <= f.max!
+      : f.type === 'boolean' ? typeof v === 'boolean'
+      : f.type === 'string' ? typeof v === 'string'
+      : f.type === 'choice' ? typeof v === 'string' && (f.choices ?? []).includes(v)
+      : typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (!ok) throw invalid(describeField(f), name, v);
+  }
+}
+
+let schemaCache: ConfigSchema | undefined;
+
+/**
+ * Validates a model config before it reaches the core, against the core's own field list (one home for
+ * names, types and ranges); relations between fields (heads divide d, ...) are checked by the core.
+ */
 export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> {
   if (typeof config !== 'object' || config === null) throw invalid('a config object', 'config', config);
-  const c = { ...config };
-  oneOf(c.backbone, 'backbone', ['sasrec', 'dssm'] as const);
-  if (c.itemTower !== undefined) oneOf(c.itemTower, 'itemTower', ['id', 'text'] as const);
-  // The nested encoder config is checked field by field in the core (one place for its ranges).
-  if (c.itemTower === 'text' && (typeof c.text !== 'object' || c.text === null || Array.isArray(c.text)))
-    throw invalid("a text encoder config object (required by itemTower 'text')", 'text', c.text);
-  positiveInt(c.numItems, 'numItems');
-  if (c.backbone === 'dssm') positiveInt(c.numUsers, 'numUsers');
-  else if (c.numUsers !== undefined) nonNegativeInt(c.numUsers, 'numUsers');
-  if (c.d !== undefined) positiveInt(c.d, 'd');
-  if (c.blocks !== undefined) nonNegativeInt(c.blocks, 'blocks');
-  if (c.heads !== undefined) positiveInt(c.heads, 'heads');
-  if (c.backbone === 'sasrec' && (c.d ?? 64) % (c.heads ?? 2) !== 0)
-    throw new MorecError('EINVAL', `Expected heads to divide d but received heads ${c.heads ?? 2} and d ${c.d ?? 64}`);
-  if (c.maxLen !== undefined) positiveInt(c.maxLen, 'maxLen');
-  if (c.dropout !== undefined) numberIn(c.dropout, 'dropout', 0, 0.95);
-  if (c.activation !== undefined) oneOf(c.activation, 'activation', ['relu', 'gelu'] as const);
-  if (c.dssmDepth !== undefined) nonNegativeInt(c.dssmDepth, 'dssmDepth');
-  if (c.seed !== undefined) nonNegativeInt(c.seed, 'seed');
-  if (c.threads !== undefined) nonNegativeInt(c.threads, 'threads');
-  if (c.device !== undefined && (typeof c.device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(c.device)))
-    throw invalid("'cpu' or 'cuda[:N]'", 'device', c.device);
-  if (c.sequenceLayout !== undefined) oneOf(c.sequenceLayout, 'sequenceLayout', ['auto', 'packed', 'padded'] as const);
-  return { threads: os.availableParallelism(), ...c } as Partial<NativeModelConfig>;
+  const schema = (schemaCache ??= loadAddon().configSchema());
+  const { text: textSchema, ...top } = schema;
+  checkFields(config as Record<string, unknown>, { ...top, text: textSchema }, '');
+  if (config.itemTower === 'text') {
+    if (typeof config.text !== 'object' || config.text === null || Array.isArray(config.text))
+      throw invalid("a text encoder config object (required by itemTower 'text')", 'text', config.text);
+    checkFields(config.text as unknown as Record<string, unknown>, textSchema.fields ?? {}, 'text.');
+  }
+  if (config.backbone === 'dssm' && config.numUsers === undefined) throw invalid('a positive integer', 'numUsers', config.numUsers);
+  if (config.device !== undefined && !/^(cpu|cuda(:\d+)?)$/.test(config.device)) throw invalid("'cpu' or 'cuda[:N]'", 'device', config.device);
+  return { threads: os.availableParallelism(), ...config } as Partial<NativeModelConfig>;
 }
 
 function validateEpochOptions(o: EpochOptions): EpochOptions {

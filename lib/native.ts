@@ -99,6 +99,16 @@ export interface NamedTensor {
   data: Float32Array;
 }
 
+export interface ConfigField {
+  type: 'integer' | 'number' | 'boolean' | 'string' | 'choice' | 'object';
+  min?: number;
+  max?: number;
+  choices?: string[];
+  required?: boolean;
+  fields?: ConfigSchema;
+}
+export type ConfigSchema = Record<string, ConfigField>;
+
 export interface NativeSequences {
   readonly users: number;
   readonly numItems: number;
@@ -149,6 +159,8 @@ export interface NativeAddon {
     options?: { chunkRows?: number; threads?: number },
   ): Int32Array;
   sampleNegatives(seqs: NativeSequences, options: { count?: number; seed?: number; distinct?: boolean }): Int32Array;
+  /** The model config's fields, from the core's one list (native/models/model_config.h). */
+  configSchema(): ConfigSchema;
   torchInfo(): { version: string; cuda: boolean; cudaDevices: number; threads: number; parallel: string };
 }
 

@@ -92,6 +92,9 @@ static Napi::Value torchInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The model config's fields (type, range, choices), from the one list in model_config.h.
+static Napi::Value configSchema(const Napi::CallbackInfo& info) { return ModelConfig::schema(info.Env()); }
+
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
@@ -107,6 +110,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("fullRankingRanks", Napi::Function::New(env, fullRankingRanks, "fullRankingRanks"));
   exports.Set("sampleNegatives", Napi::Function::New(env, sampleNegatives, "sampleNegatives"));
   exports.Set("torchInfo", Napi::Function::New(env, torchInfo, "torchInfo"));
+  exports.Set("configSchema", Napi::Function::New(env, configSchema, "configSchema"));
   return exports;
 }
 

@@ -18,6 +18,18 @@ test('bad model configs are rejected in TypeScript with uniform messages', () =>
   assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, dropout: 2 }), isMorec('EINVAL', /dropout but received 2/));
   assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, device: 'tpu' }), isMorec('EINVAL', /device but received 'tpu'/));
   assert.throws(() => Model.create(null as never), isMorec('EINVAL', /config object/));
+  // Keys come from the core's one field list: a misspelt option is refused, not ignored.
+  assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, learningRate: 1e-3 } as never), isMorec('EINVAL', /^Unknown option learningRate \(expected one of backbone, itemTower, numItems/));
+  const text = { kind: 'bert', vocabSize: 30, hidden: 32, heads: 2 };
+  assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, itemTower: 'text', text: { ...text, hidden: 0 } } as never), isMorec('EINVAL', /^Expected an integer in \[1, 65536\] for text.hidden but received 0$/));
+  assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, itemTower: 'text', text: { ...text, pooling: 'max' } } as never), isMorec('EINVAL', /^Expected one of 'cls' \| 'mean' for text.pooling but received 'max'$/));
+  assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, itemTower: 'text', text: { ...text, hiddenSize: 32 } } as never), isMorec('EINVAL', /^Unknown option text.hiddenSize/));
+  assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, itemTower: 'text' } as never), isMorec('EINVAL', /text encoder config object .* received undefined/));
+  // The core checks the same fields (and relations between them) when called directly.
+  const { Model: NativeModel } = loadAddon();
+  assert.throws(() => new NativeModel({ backbone: 'sasrec', numItems: 10, itemTower: 'text', text: { ...text, heads: 5 } } as never), /text.heads to divide text.hidden/);
+  assert.throws(() => new NativeModel({ backbone: 'sasrec', numItems: 10, itemTower: 'text', text: { ...text, finetuneTopLayers: 3 } } as never), /text.finetuneTopLayers in \[-1, 2\]/);
+  assert.throws(() => new NativeModel({ backbone: 'sasrec', numItems: 10, itemTower: 'text', text: { ...text, hidden: 'x' } } as never), /for text.hidden but received 'x'/);
 });
 
 test('the native core validates too: raw addon calls with bad arguments throw, never crash', () => {

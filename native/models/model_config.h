@@ -1,11 +1,14 @@
-// The configuration of one recommender: backbone, item tower and sizes. Read from a JS object with
-// validation, written back to JS for checkpoints' sidecars.
+// The configuration of one recommender: backbone, item tower and sizes. Each field is declared once below
+// (type, default) and listed once in its `visit` (name, range or choices): reading from JS with validation,
+// writing back to JS for checkpoints, and the schema the TypeScript validator checks against all come from
+// that one list.
 #pragma once
 
 #include <napi.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace morec {
 
@@ -13,15 +16,15 @@ namespace morec {
 // [CLS] (or masked mean) of the last layer -> Linear(hidden -> d) -> GELU.
 struct TextTowerConfig {
   std::string kind = "bert";  // "bert" | "roberta" (position ids offset by padTokenId + 1)
-  int64_t vocabSize = 0;
+  int64_t vocabSize = 0;      // required
   int64_t hidden = 128;
   int64_t layers = 2;
   int64_t heads = 2;
   int64_t intermediate = 512;
   int64_t maxPositions = 512;
   int64_t typeVocabSize = 2;
-  int64_t padTokenId = 0;
-  double layerNormEps = 1e-12;
+  int64_t padTokenId = -1;     // -1: the kind's (BERT 0, RoBERTa 1)
+  double layerNormEps = -1.0;  // < 0: the kind's (BERT 1e-12, RoBERTa 1e-5)
   double hiddenDropout = 0.1;
   double attentionDropout = 0.1;
   std::string pooling = "cls";  // "cls" | "mean"
@@ -33,15 +36,35 @@ struct TextTowerConfig {
   bool gradientCheckpointing = false;
   int64_t encodeBatch = 256;  // items per forward pass when building the whole item table
 
-  static TextTowerConfig fromJs(const Napi::Object& o);
-  Napi::Object toJs(Napi::Env env) const;
+  template <class V>
+  void visit(V& v) {
+    v.choice("kind", kind, {"bert", "roberta"});
+    v.integer("vocabSize", vocabSize, 1, INT32_MAX, /*required=*/true);
+    v.integer("hidden", hidden, 1, 1 << 16);
+    v.integer("layers", layers, 0, 128);
+    v.integer("heads", heads, 1, 1024);
+    v.integer("intermediate", intermediate, 1, 1 << 20);
+    v.integer("maxPositions", maxPositions, 1, 1 << 20);
+    v.integer("typeVocabSize", typeVocabSize, 1, 1 << 16);
+    v.integer("padTokenId", padTokenId, -1, INT32_MAX);
+    v.number("layerNormEps", layerNormEps, -1.0, 1.0);
+    v.number("hiddenDropout", hiddenDropout, 0.0, 0.95);
+    v.number("attentionDropout", attentionDropout, 0.0, 0.95);
+    v.choice("pooling", pooling, {"cls", "mean"});
+    v.integer("finetuneTopLayers", finetuneTopLayers, -1, 128);
+    v.boolean("cacheFrozen", cacheFrozen);
+    v.boolean("gradientCheckpointing", gradientCheckpointing);
+    v.integer("encodeBatch", encodeBatch, 1, 1 << 20);
+  }
+  // Defaults that depend on other fields, and constraints between fields.
+  void resolve();
 };
 
 struct ModelConfig {
   std::string backbone = "sasrec";  // "sasrec" | "dssm"
   std::string itemTower = "id";     // "id" | "text" (image, features, fusion towers extend ItemTower)
   TextTowerConfig text;             // itemTower "text"
-  int64_t numItems = 0;             // items are 1..numItems, 0 is padding
+  int64_t numItems = 0;             // required: items are 1..numItems, 0 is padding
   int64_t numUsers = 0;             // DSSM user-ID embedding rows
   int64_t d = 64;
   int64_t blocks = 2;
@@ -57,8 +80,31 @@ struct ModelConfig {
   // tensor ops; any device), "auto" (packed on CPU, padded elsewhere).
   std::string sequenceLayout = "auto";
 
+  template <class V>
+  void visit(V& v) {
+    v.choice("backbone", backbone, {"sasrec", "dssm"});
+    v.choice("itemTower", itemTower, {"id", "text"});
+    v.nested("text", text, itemTower == "text");
+    v.integer("numItems", numItems, 1, INT32_MAX - 1, /*required=*/true);
+    v.integer("numUsers", numUsers, 0, INT32_MAX);
+    v.integer("d", d, 1, INT32_MAX);
+    v.integer("blocks", blocks, 0, 64);
+    v.integer("heads", heads, 1, 1024);
+    v.integer("maxLen", maxLen, 1, 1 << 16);
+    v.number("dropout", dropout, 0.0, 0.95);
+    v.choice("activation", activation, {"relu", "gelu"});
+    v.integer("dssmDepth", dssmDepth, 0, 64);
+    v.integer("seed", seed, 0, INT32_MAX);
+    v.integer("threads", threads, 0, 1024);
+    v.string("device", device);
+    v.choice("sequenceLayout", sequenceLayout, {"auto", "packed", "padded"});
+  }
+  void resolve();
+
   static ModelConfig fromJs(const Napi::Object& o);
-  Napi::Object toJs(Napi::Env env) const;
+  Napi::Object toJs(Napi::Env env);
+  // {field: {type, min?, max?, choices?, required?, fields? (nested)}} for the TypeScript validator.
+  static Napi::Object schema(Napi::Env env);
 };
 
 }  // namespace morec
