@@ -12,6 +12,17 @@ function morec(...args: string[]) {
   return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, MOREC_CACHE: cache } });
 }
 
+/** morec eval of a run folder gives exactly the test metrics its results.json recorded; returns the results. */
+function evalReproducesRun(dir: string) {
+  const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  const ev = morec('eval', '--run', dir, '--quiet');
+  assert.equal(ev.status, 0, ev.stderr);
+  const m = JSON.parse(ev.stdout);
+  assert.equal(m['HR@10'], results.test['HR@10']);
+  assert.equal(m['NDCG@10'], results.test['NDCG@10']);
+  return results;
+}
+
 test('morec --help lists every command; each command documents its options', () => {
   const help = morec('--help');
   assert.equal(help.status, 0);
@@ -32,12 +43,7 @@ test('morec train writes a run folder whose checkpoint morec eval reproduces exa
   const lines = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 3);
   for (const l of lines) for (const k of ['epoch', 'loss', 'valid HR@10', 'valid NDCG@10', 'trainSeconds']) assert.ok(k in l, k);
-  const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
-  const ev = morec('eval', '--run', dir, '--quiet');
-  assert.equal(ev.status, 0, ev.stderr);
-  const m = JSON.parse(ev.stdout);
-  assert.equal(m['HR@10'], results.test['HR@10']);
-  assert.equal(m['NDCG@10'], results.test['NDCG@10']);
+  const results = evalReproducesRun(dir);
 });
 
 test('morec train --item-tower text (from scratch) and morec eval of its run agree exactly', () => {
@@ -51,12 +57,7 @@ test('morec train --item-tower text (from scratch) and morec eval of its run agr
   assert.equal(config.model.text.pooling, 'mean');
   assert.equal(config.text.encoder, 'bert-tiny');
   assert.equal(config.model.text.hidden, 128);
-  const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
-  const ev = morec('eval', '--run', dir, '--quiet');
-  assert.equal(ev.status, 0, ev.stderr);
-  const m = JSON.parse(ev.stdout);
-  assert.equal(m['HR@10'], results.test['HR@10']);
-  assert.equal(m['NDCG@10'], results.test['NDCG@10']);
+  const results = evalReproducesRun(dir);
   assert.ok(results.test['HR@10'] > 0);
 });
 
