@@ -46,21 +46,18 @@ torch::Tensor Recommender::sequenceHidden(const torch::Tensor& inputIds) {
   auto cpuIds = inputIds.to(torch::kCPU).contiguous();
   const int64_t B = cpuIds.size(0), T = cpuIds.size(1);
   const int64_t* ids = cpuIds.data_ptr<int64_t>();
-  std::vector<int64_t> tokens, positions, offsets{0};
+  PackedRows rows(sasrec_->maxLen());
   for (int64_t b = 0; b < B; ++b) {
     int64_t first = 0;
     while (first < T && ids[b * T + first] == 0) ++first;
-    for (int64_t t = first; t < T; ++t) {
+    for (int64_t t = first; t < T; ++t)
       if (ids[b * T + t] == 0) throw invalidArg("Expected left-padded rows (zeros only before the items) in inputIds");
-      tokens.push_back(ids[b * T + t]);
-      positions.push_back(sasrec_->maxLen() - (T - first) + (t - first));
-    }
-    offsets.push_back(int64_t(tokens.size()));
+    rows.add(ids + b * T + first, T - first);
   }
-  auto opts = torch::TensorOptions().dtype(torch::kLong);
-  auto tok = torch::tensor(tokens, opts).to(device_);
-  auto pos = torch::tensor(positions, opts).to(device_);
-  auto hidden = sasrec_->forwardPacked(itemTower_->embed(tok), pos, torch::tensor(offsets, opts), dropout_);
+  Batch packed;
+  rows.into(packed);
+  packed = packed.to(device_);
+  auto hidden = sasrec_->forwardPacked(itemTower_->embed(packed.inputIds), packed.positions, packed.seqOffsets, dropout_);
   auto out = torch::zeros({B * T, hidden.size(1)}, hidden.options());
   out.index_copy_(0, nonPad.view({-1}).nonzero().squeeze(1), hidden);
   return out.view({B, T, -1});

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace morec {
 
 struct Batch {
@@ -21,6 +23,29 @@ struct Batch {
   int64_t rows = 0;
 
   Batch to(const torch::Device& device) const;
+};
+
+// The packed SASRec layout of a batch, built row by row: each row's items (its window's last n, in order) at
+// positions maxLen - n .. maxLen - 1, rows delimited by offsets. The one place that lays out packed rows (training
+// and inference batches, and hidden states of left-padded windows).
+class PackedRows {
+ public:
+  explicit PackedRows(int64_t maxLen) : maxLen_(maxLen) {}
+  template <class T>
+  void add(const T* items, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+      tokens_.push_back(int64_t(items[j]));
+      positions_.push_back(maxLen_ - n + j);
+    }
+    offsets_.push_back(int64_t(tokens_.size()));
+  }
+  int64_t tokens() const { return int64_t(tokens_.size()); }
+  // Sets inputIds, positions and seqOffsets (and packed) of b.
+  void into(Batch& b) const;
+
+ private:
+  int64_t maxLen_;
+  std::vector<int64_t> tokens_, positions_, offsets_{0};
 };
 
 }  // namespace morec

@@ -19,25 +19,20 @@ Batch BatchBuilder::training(const int64_t* users, int64_t count, const Negative
   Batch b;
   b.rows = count;
   if (packed_) {
-    std::vector<int64_t> tokens, positions, offsets{0}, pos, neg, userIds(users, users + count);
+    PackedRows rows(maxLen_);
+    std::vector<int64_t> pos, neg, userIds(users, users + count);
     std::vector<int32_t> seen;
     for (int64_t r = 0; r < count; ++r) {
       const int64_t u = users[r], n = trainingPositions(u), prefixLen = seqs_.length(u) - 2;
       const int32_t* prefix = seqs_.begin(u);
       NegativeSampler::setOf(prefix, prefixLen, seen);
+      rows.add(prefix + prefixLen - n - 1, n);  // input prefix[k-1] predicts prefix[k] for the last n positions k
       for (int64_t j = 0; j < n; ++j) {
-        const int64_t k = prefixLen - n + j;  // input prefix[k-1] predicts prefix[k]
-        tokens.push_back(prefix[k - 1]);
-        positions.push_back(maxLen_ - n + j);
-        pos.push_back(prefix[k]);
+        pos.push_back(prefix[prefixLen - n + j]);
         neg.push_back(sampler.draw(rng, seen));
       }
-      offsets.push_back(int64_t(tokens.size()));
     }
-    b.packed = true;
-    b.inputIds = longTensor(tokens);
-    b.positions = longTensor(positions);
-    b.seqOffsets = longTensor(offsets);
+    rows.into(b);
     b.userIds = longTensor(userIds);
     b.posIds = longTensor(pos);
     b.negIds = longTensor(neg);
@@ -91,22 +86,15 @@ Batch BatchBuilder::inference(const int64_t* users, int64_t count, int64_t holdO
   b.userIds = longTensor(userIds);
   if (!sequential_) return b;
   if (packed_) {
-    std::vector<int64_t> tokens, positions, offsets{0}, last;
+    PackedRows rows(maxLen_);
+    std::vector<int64_t> last;
     for (int64_t r = 0; r < count; ++r) {
       const int64_t len = std::max<int64_t>(seqs_.length(users[r]) - holdOut, 0);
       const int64_t n = std::min(maxLen_, len);
-      const int32_t* s = seqs_.begin(users[r]);
-      for (int64_t j = 0; j < n; ++j) {
-        tokens.push_back(s[len - n + j]);
-        positions.push_back(maxLen_ - n + j);
-      }
-      offsets.push_back(int64_t(tokens.size()));
-      last.push_back(int64_t(tokens.size()) - 1);
+      rows.add(seqs_.begin(users[r]) + len - n, n);
+      last.push_back(rows.tokens() - 1);
     }
-    b.packed = true;
-    b.inputIds = longTensor(tokens);
-    b.positions = longTensor(positions);
-    b.seqOffsets = longTensor(offsets);
+    rows.into(b);
     b.lastToken = longTensor(last);
     return b;
   }
