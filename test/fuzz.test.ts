@@ -20,6 +20,9 @@ test('random arguments to every native entry point give coded errors, never a cr
   const addon = loadAddon();
   const model = new addon.Model({ backbone: 'sasrec', numItems: 5, d: 4, heads: 2, maxLen: 3, threads: 1 });
   const seqs = new addon.Sequences(new Int32Array([0, 5]), new Int32Array([1, 2, 3, 4, 5]), 5);
+  const store = new addon.ItemStore({ numItems: 5, maxTokens: 3, tokens: new Int32Array(18).fill(1), lengths: new Int32Array([0, 3, 3, 2, 1, 3]) });
+  const text = { kind: 'bert', vocabSize: 4, hidden: 4, layers: 1, heads: 2, intermediate: 8, maxPositions: 4 } as const;
+  const textModel = new addon.Model({ backbone: 'sasrec', numItems: 5, d: 4, heads: 2, maxLen: 3, threads: 1, itemTower: 'text', text } as never, store);
   const calls: Array<(a: unknown, b: unknown, c: unknown) => unknown> = [
     (a, b, c) => new (addon.Model as unknown as new (...x: unknown[]) => unknown)(a, b, c),
     (a, b, c) => new (addon.Sequences as unknown as new (...x: unknown[]) => unknown)(a, b, c),
@@ -32,6 +35,14 @@ test('random arguments to every native entry point give coded errors, never a cr
     (a, b) => (model.encodeSequences as unknown as (...x: unknown[]) => unknown).call(model, a, b),
     (a) => (model.setParameters as unknown as (...x: unknown[]) => unknown).call(model, a),
     (a) => (model.setOptimizerState as unknown as (...x: unknown[]) => unknown).call(model, a),
+    (a) => new (addon.ItemStore as unknown as new (...x: unknown[]) => unknown)(a),
+    (a, b) => new (addon.Model as unknown as new (...x: unknown[]) => unknown)({ backbone: 'sasrec', numItems: 5, itemTower: 'text', text: a }, b),
+    (a) => (textModel.encoderHiddenStates as unknown as (...x: unknown[]) => unknown).call(textModel, a),
+    (a) => (textModel.loadEncoderWeights as unknown as (...x: unknown[]) => unknown).call(textModel, a),
+    (a) => (model.loadEncoderWeights as unknown as (...x: unknown[]) => unknown).call(model, a),
+    (a) => (textModel.itemVectors as unknown as (...x: unknown[]) => unknown).call(textModel, a),
+    (a, b, c) => (textModel.trainEpoch as unknown as (...x: unknown[]) => unknown).call(textModel, seqs, a, c ?? b),
+    () => (model.restoreWeights as unknown as (...x: unknown[]) => unknown).call(model),
   ];
   let errors = 0;
   for (let i = 0; i < 600; i++) {
@@ -47,8 +58,10 @@ test('random arguments to every native entry point give coded errors, never a cr
       errors++;
     }
   }
-  assert.ok(errors > 500, `${errors} of 600 calls were rejected`);
-  // and the model still works
+  assert.ok(errors > 450, `${errors} of 600 calls were rejected`);
+  // and the models still work
   const result = await model.trainEpoch(seqs, { batchSize: 1 });
   assert.ok(Number.isFinite(result.loss));
+  const textResult = await textModel.trainEpoch(seqs, { batchSize: 1 });
+  assert.ok(Number.isFinite(textResult.loss));
 });
