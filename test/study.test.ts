@@ -65,3 +65,24 @@ test('train.js --help documents the options; unknown options and bad values fail
   assert.equal(badData.status, 1);
   assert.match(badData.stderr, /existing file or folder for dataset but received '\/nonexistent\/data'/);
 });
+
+test('node train.js --text-encoder <Hugging Face folder> fine-tunes that checkpoint and says so', () => {
+  // A checkpoint folder as users bring it: config.json + pytorch_model.bin + vocab.txt (the tiny fixture BERT,
+  // whose 120-entry vocabulary knows few of the synthetic titles' words: the summary reports the unknown share).
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-hf-'));
+  const fix = path.join(root, 'test', 'fixtures', 'text', 'tiny-bert');
+  for (const f of ['config.json', 'pytorch_model.bin']) fs.copyFileSync(path.join(fix, f), path.join(folder, f));
+  const words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'galaxy', 'orbit', 'rocket', 'recipe', 'garlic', 'guitar', 'new', 'classic'];
+  while (words.length < 120) words.push(`w${words.length}`);
+  fs.writeFileSync(path.join(folder, 'vocab.txt'), words.join('\n') + '\n');
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-'));
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-cache-'));
+  const r = runTrainJs(['--models', 'sasrec-text', '--epochs', '1', '--out', out, '--scale', '0.25', '--threads', '2', '--text-encoder', folder], cache);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /loaded 37 encoder tensors from .*pytorch_model\.bin \(ignored 9: /);
+  const unknown = Number(/, ([\d.]+)% unknown tokens/.exec(r.stdout)?.[1]);
+  assert.ok(unknown > 10 && unknown < 90, `unknown share ${unknown}%`);
+  const [row] = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+  assert.equal(row.pretrained, true);
+  assert.equal(row.itemTower, `${path.basename(folder)}(pretrained)`);
+});
