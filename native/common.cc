@@ -1,5 +1,9 @@
 #include "common.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <cmath>
 #include <sstream>
 
@@ -129,6 +133,12 @@ Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t) {
   }
   delete holder;
   throw MorecException("ENATIVE", "tensorToTypedArray: unsupported dtype");
+}
+
+void releaseFreeMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 void useThreads(int64_t threads) {

@@ -11,6 +11,7 @@ void EvaluateWorker::run(const Progress& progress) {
     EvalProgressMessage m{done, total};
     progress.Send(&m, 1);
   });
+  releaseFreeMemory();
 }
 
 std::vector<napi_value> EvaluateWorker::progressArgs(Napi::Env env, const EvalProgressMessage& m) {

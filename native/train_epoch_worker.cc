@@ -12,6 +12,7 @@ void TrainEpochWorker::run(const Progress& progress) {
     EpochProgressMessage m{done, total, loss};
     progress.Send(&m, 1);
   });
+  releaseFreeMemory();
 }
 
 std::vector<napi_value> TrainEpochWorker::progressArgs(Napi::Env env, const EpochProgressMessage& m) {
