@@ -157,15 +157,10 @@ torch::Tensor BertEncoder::runLayer(int64_t i, const torch::Tensor& x, const tor
   return packed ? layer->forwardPacked(x, aux, drop) : layer->forward(x, aux, drop);
 }
 
-std::vector<torch::Tensor> BertEncoder::bottomParameters(int64_t count) {
-  auto out = embeddings_->parameters();
-  for (int64_t i = 0; i < count && i < numLayers(); ++i)
-    for (auto& p : layers_[size_t(i)]->parameters()) out.push_back(p);
-  return out;
-}
-
 void BertEncoder::freezeBottom(int64_t count) {
-  for (auto& p : bottomParameters(count)) p.set_requires_grad(false);
+  for (auto& p : embeddings_->parameters()) p.set_requires_grad(false);
+  for (int64_t i = 0; i < count && i < numLayers(); ++i)
+    for (auto& p : layers_[size_t(i)]->parameters()) p.set_requires_grad(false);
 }
 
 }  // namespace morec

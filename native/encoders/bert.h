@@ -43,9 +43,6 @@ class BertEncoder : public torch::nn::Module {
   torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& lengths, Dropout& drop);
   // Layers [from, to) over hidden states [n, T, H] with the same lengths.
   torch::Tensor layers(torch::Tensor x, const torch::Tensor& lengths, int64_t from, int64_t to, Dropout& drop);
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& lengths, Dropout& drop) {
-    return layers(embed(ids, lengths, drop), lengths, 0, numLayers(), drop);
-  }
   // Packed layout: ids and positions (0-based within each sequence) [tokens] -> [tokens, H].
   torch::Tensor embedPacked(const torch::Tensor& ids, const torch::Tensor& positions, Dropout& drop);
   torch::Tensor layersPacked(torch::Tensor x, const torch::Tensor& seqOffsets, int64_t from, int64_t to, Dropout& drop);
@@ -54,8 +51,6 @@ class BertEncoder : public torch::nn::Module {
   int64_t numLayers() const { return int64_t(layers_.size()); }
   // Freezes the embeddings and layers [0, count): no gradient, so no optimizer state.
   void freezeBottom(int64_t count);
-  // Parameters of the embeddings and of layers [0, count) (the frozen part).
-  std::vector<torch::Tensor> bottomParameters(int64_t count);
 
  private:
   // Layer i, through gradient checkpointing when configured and training.
