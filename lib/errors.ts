@@ -1,6 +1,7 @@
 /** The one error class of morec: every failure, native or TypeScript, carries a stable `code`. */
 export type MorecErrorCode =
   | 'EINVAL' // bad argument or input
+  | 'EUSAGE' // bad command-line usage (the CLI exits with status 2)
   | 'ETORCH' // libtorch raised an error
   | 'ENOMEM'
   | 'EBUSY' // the model is already running an epoch or an evaluation
@@ -12,6 +13,7 @@ export type MorecErrorCode =
   | 'EMISMATCH' // a checkpoint does not fit the model (missing, unexpected or mis-shaped tensors)
   | 'ENOENT' // a file does not exist
   | 'EIO' // a file could not be read
+  | 'EABORT' // stopped by an AbortSignal (or SIGINT/SIGTERM in the CLI)
   | 'ENATIVE'; // any other native failure
 
 export class MorecError extends Error {
@@ -45,4 +47,27 @@ export function describe(value: unknown): string {
 
 export function invalid(expected: string, name: string, value: unknown): MorecError {
   return new MorecError('EINVAL', `Expected ${expected} for ${name} but received ${describe(value)}`);
+}
+
+/**
+ * Wraps any failure as a MorecError: errno failures of the file system keep their meaning (ENOENT, or EIO
+ * with the errno and path: EACCES, ENOSPC, EEXIST, ...); anything else is ENATIVE with its message.
+ */
+export function asMorecError(err: unknown): MorecError {
+  if (err instanceof MorecError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code) && typeof e.syscall === 'string') {
+    const where = e.path ? `${e.path}: ` : '';
+    return new MorecError(e.code === 'ENOENT' ? 'ENOENT' : 'EIO', `${where}${e.syscall} failed (${e.code})`, { cause: err });
+  }
+  return toMorecError(err);
+}
+
+/** Prints a failure as "CODE: message" on stderr; returns the exit status: 2 for bad usage, 130/143 for SIGINT/SIGTERM, else 1. */
+export function reportFailure(err: unknown): number {
+  const e = asMorecError(err);
+  console.error(`${e.code}: ${e.message}`);
+  if (e.code === 'EUSAGE') return 2;
+  if (e.code === 'EABORT' && /^SIG(INT|TERM)/.test(e.message)) return e.message.startsWith('SIGINT') ? 130 : 143;
+  return 1;
 }

@@ -2,11 +2,9 @@
  * A recommender model: create from a config, train epoch by epoch, evaluate to ranks, save and load.
  * All math runs in the native libtorch core; each epoch or evaluation is one async native call.
  */
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { invalid, MorecError, toMorecError } from './errors';
-import { readSafetensors, writeAtomic, writeSafetensors } from './io/safetensors';
+import { CheckpointInfo, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { ItemStore } from './item_store';
 import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
@@ -20,17 +18,7 @@ export type EpochOptions = NativeEpochOptions;
 export type EpochResult = NativeEpochResult;
 export type EvaluateOptions = NativeEvalOptions;
 
-export interface CheckpointInfo {
-  format: 'morec-checkpoint';
-  version: 1;
-  config: NativeModelConfig;
-  numItems: number;
-  files: { model: string; optimizer: string };
-  optimizerStep: number;
-  trainingState: Record<string, unknown>;
-  metrics: Record<string, unknown>;
-  savedAt: string;
-}
+export type { CheckpointInfo };
 
 /** "a positive integer", "an integer in [-1, 128]", ... as the core words them. */
 function describeField(f: ConfigField): string {
@@ -220,58 +208,48 @@ export class Model {
   }
 
   /**
-   * Saves weights (model.safetensors), optimizer state (optimizer.safetensors) and a JSON sidecar
-   * (checkpoint.json) into `dir`. Each file is written atomically and the sidecar last, so an interrupted
-   * save leaves the previous checkpoint readable.
+   * Saves weights, optimizer state and a manifest (checkpoint.json, written last, listing each file's size
+   * and sha256) into `dir`. A save interrupted at any moment leaves the previous checkpoint loadable; files of
+   * interrupted saves are removed by the next save. extra.best: 'current' marks these weights as the best so
+   * far, 'keep' keeps the best weights of the checkpoint already in `dir` (used by resumable runs).
    */
-  save(dir: string, extra: { trainingState?: Record<string, unknown>; metrics?: Record<string, unknown> } = {}): CheckpointInfo {
-    fs.mkdirSync(dir, { recursive: true });
+  save(dir: string, extra: { trainingState?: Record<string, unknown>; metrics?: Record<string, unknown>; best?: 'current' | 'keep' } = {}): CheckpointInfo {
+    if (typeof dir !== 'string' || dir.length === 0) throw invalid('a folder path', 'dir', dir);
     const params = callNative(() => this.native.parameters());
-    const opt = callNative(() => this.native.optimizerState());
-    writeSafetensors(path.join(dir, 'model.safetensors'), params, { format: 'pt' });
-    writeSafetensors(path.join(dir, 'optimizer.safetensors'), opt.tensors, { step: String(opt.step) });
-    const info: CheckpointInfo = {
-      format: 'morec-checkpoint',
-      version: 1,
-      config: this.config,
-      numItems: this.config.numItems,
-      files: { model: 'model.safetensors', optimizer: 'optimizer.safetensors' },
-      optimizerStep: opt.step,
-      trainingState: extra.trainingState ?? {},
-      metrics: extra.metrics ?? {},
-      savedAt: new Date().toISOString(),
-    };
-    writeAtomic(path.join(dir, 'checkpoint.json'), [Buffer.from(JSON.stringify(info, null, 2) + '\n')]);
-    return info;
+    const optimizer = callNative(() => this.native.optimizerState());
+    return writeCheckpoint(dir, { params, optimizer, config: this.config, ...extra });
   }
 
   /**
-   * Loads a checkpoint written by save(); `overrides` may change threads or device. A text-tower model needs
-   * the same ItemStore it was trained with (options.items; see prepareTextTower).
+   * Loads a checkpoint written by save(), verifying it whole (see lib/checkpoint.ts) or refusing it;
+   * `overrides` may change threads or device. options.items: a text-tower model needs the same ItemStore it
+   * was trained with (see prepareTextTower). options.inference: no optimizer state is read (nor required).
+   * options.restoreBest: the checkpoint's best weights become the model's snapshot (restoreWeights()), for
+   * resuming a run.
    */
-  static load(dir: string, overrides: { threads?: number; device?: string } = {}, options: { items?: ItemStore } = {}): { model: Model; info: CheckpointInfo } {
-    const sidecar = path.join(dir, 'checkpoint.json');
-    if (!fs.existsSync(sidecar)) throw new MorecError('EINVAL', `${sidecar}: no checkpoint here (checkpoint.json is missing)`);
-    let info: CheckpointInfo;
-    try {
-      info = JSON.parse(fs.readFileSync(sidecar, 'utf8'));
-    } catch (e) {
-      throw new MorecError('EFORMAT', `${sidecar}: not valid JSON (${(e as Error).message})`);
+  static load(
+    dir: string,
+    overrides: { threads?: number; device?: string } = {},
+    options: { items?: ItemStore; inference?: boolean; restoreBest?: boolean } = {},
+  ): { model: Model; info: CheckpointInfo } {
+    if (typeof dir !== 'string' || dir.length === 0) throw invalid('a checkpoint folder path', 'dir', dir);
+    for (const key of Object.keys(overrides ?? {}))
+      if (key !== 'threads' && key !== 'device') throw new MorecError('EINVAL', `Unknown override ${key} (a checkpoint's config is fixed; only threads and device may change)`);
+    const ckpt = readCheckpoint(dir, { inference: options.inference, best: options.restoreBest });
+    const model = Model.create({ ...(ckpt.info.config as ModelConfig), ...overrides }, { items: options.items });
+    if (options.restoreBest) {
+      if (!ckpt.info.files.best) throw new MorecError('EINVAL', `${dir}: the checkpoint holds no best weights to restore`);
+      if (ckpt.best) {
+        model.setParameters(ckpt.best);
+        model.snapshotWeights();
+      }
     }
-    if (info.format !== 'morec-checkpoint') throw new MorecError('EFORMAT', `${sidecar}: not a morec checkpoint`);
-    const model = Model.create({ ...(info.config as ModelConfig), ...overrides }, options);
-    const weights = readSafetensors(path.join(dir, info.files.model)).tensors;
-    model.setParameters(Object.fromEntries(Object.entries(weights).map(([k, t]) => [k, t.data as Float32Array])));
-    const optFile = path.join(dir, info.files.optimizer);
-    if (fs.existsSync(optFile)) {
-      const opt = readSafetensors(optFile);
-      callNative(() =>
-        model.native.setOptimizerState({
-          step: Number(opt.metadata.step ?? info.optimizerStep),
-          tensors: Object.fromEntries(Object.entries(opt.tensors).map(([k, t]) => [k, t.data as Float32Array])),
-        }),
-      );
+    model.setParameters(ckpt.params);
+    if (options.restoreBest && !ckpt.best) model.snapshotWeights();
+    if (ckpt.optimizer) {
+      const opt = ckpt.optimizer;
+      callNative(() => model.native.setOptimizerState(opt));
     }
-    return { model, info };
+    return { model, info: ckpt.info };
   }
 }

@@ -4,7 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs, { Argv } from 'yargs';
 import { prepareDataset } from '../data/dataset';
-import { MorecError } from '../errors';
+import { MorecError, reportFailure } from '../errors';
+import { FitState } from '../train/fit';
+import { readManifest } from '../checkpoint';
+import { NativeModelConfig } from '../native';
+import { nonNegativeInt, numberIn, positiveInt } from '../validate';
 import { metrics } from '../metrics';
 import { Model, ModelConfig } from '../model';
 import { loadAddon } from '../native';
@@ -39,7 +43,40 @@ interface TrainConfig {
   threads?: number;
 }
 
-async function train(args: Record<string, unknown>): Promise<void> {
+/** Bad command-line usage (exit status 2): a MorecError EUSAGE. */
+function usage(message: string): MorecError {
+  return new MorecError('EUSAGE', message);
+}
+
+/** Runs `fn`; an EINVAL it throws came from the options given, so it is reported as bad usage. */
+function fromOptions<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof MorecError && e.code === 'EINVAL') throw new MorecError('EUSAGE', e.message, { cause: e });
+    throw e;
+  }
+}
+
+/** The files morec writes in a run folder (--overwrite removes exactly these). */
+const RUN_FILES = ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint', 'last'];
+
+function readJson<T>(file: string, what: string): T {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MorecError(code === 'ENOENT' ? 'ENOENT' : 'EIO', `${file}: cannot read ${what} (${code})`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new MorecError('EFORMAT', `${file}: ${what} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
   let cfg: TrainConfig = {
     dataset: args.dataset as string,
     maxLen: args['max-len'] as number,
@@ -80,17 +117,102 @@ async function train(args: Record<string, unknown>): Promise<void> {
   };
   if (args.config) {
     const file = path.resolve(args.config as string);
-    let fromFile: Partial<TrainConfig>;
-    try {
-      fromFile = JSON.parse(fs.readFileSync(file, 'utf8'));
-    } catch (e) {
-      throw new MorecError('EINVAL', `${file}: cannot read the config (${(e as Error).message})`);
-    }
+    const fromFile = readJson<Partial<TrainConfig>>(file, 'the config');
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
+      throw usage(`${file}: expected a JSON object {dataset, maxLen, seed, model: {...}, train: {...}} but found ${fromFile === null ? 'null' : Array.isArray(fromFile) ? 'an array' : typeof fromFile}`);
+    for (const k of ['model', 'train', 'text'] as const)
+      if (fromFile[k] !== undefined && (typeof fromFile[k] !== 'object' || fromFile[k] === null || Array.isArray(fromFile[k])))
+        throw usage(`${file}: expected an object for ${k}`);
+    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
+    for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
+    const trainKeys = Object.keys(cfg.train);
+    for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
     cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
     if (cfg.model.itemTower === 'text') cfg.text = { encoder: 'bert-tiny', ...fromFile.text };
   }
+  const t = cfg.train;
+  fromOptions(() => {
+    positiveInt(t.batchSize, 'batch-size');
+    positiveInt(t.epochs, 'epochs');
+    nonNegativeInt(t.patience, 'patience');
+    positiveInt(t.gradAccum, 'grad-accum');
+    numberIn(t.lr, 'lr', 0, 10);
+    numberIn(t.weightDecay, 'weight-decay', 0, 10);
+    positiveInt(cfg.minSeqLen, 'min-seq-len');
+    nonNegativeInt(cfg.maxLen, 'max-len');
+    nonNegativeInt(cfg.seed, 'seed');
+    numberIn(cfg.scale, 'scale', 0.01, 1000);
+  });
+  return cfg;
+}
+
+/** " (did you mean lr?)" for a key within edit distance 2 of a known one, else "". */
+function didYouMean(key: string, known: string[]): string {
+  const dist = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0][j] = j;
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+    return d[a.length][b.length];
+  };
+  const best = known.map((k) => ({ k, d: dist(key, k) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= 2 ? ` (did you mean ${best.k}?)` : '';
+}
+
+/** SIGINT/SIGTERM abort the running epoch at its next batch; the run then stops with its last whole checkpoint. */
+function stopOnSignals(): { signal: AbortSignal; received: () => NodeJS.Signals | undefined; dispose: () => void } {
+  const controller = new AbortController();
+  let got: NodeJS.Signals | undefined;
+  const handler = (sig: NodeJS.Signals) => {
+    if (got) process.exit(sig === 'SIGINT' ? 130 : 143); // a second signal: stop now
+    got = sig;
+    console.error(`\n${sig}: stopping at the next batch (send it again to stop at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: controller.signal,
+    received: () => got,
+    dispose: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+interface RunConfigFile extends TrainConfig {
+  name: string;
+  model: NativeModelConfig & { backbone: 'sasrec' | 'dssm' };
+  dataFingerprint: string;
+  /** The data set as an absolute path ('synthetic' stays as it is). */
+  datasetPath: string;
+}
+
+async function train(args: Record<string, unknown>): Promise<void> {
+  const resume = args.resume as boolean;
+  if (resume && args.overwrite) throw usage('--resume and --overwrite exclude each other');
+  if (resume && !args.name) throw usage('--resume needs --name, the run to continue');
+  const runsDir = path.resolve(args['runs-dir'] as string);
+  let cfg: TrainConfig;
+  let stored: RunConfigFile | undefined;
+  if (resume) {
+    const dir = path.join(runsDir, args.name as string);
+    if (!fs.existsSync(path.join(dir, 'last', 'checkpoint.json')))
+      throw usage(`${dir}: no run to resume here (last/checkpoint.json is missing; a run becomes resumable after its first epoch)`);
+    stored = readJson<RunConfigFile>(path.join(dir, 'config.json'), "the run's config");
+    cfg = { ...stored, dataset: stored.datasetPath ?? stored.dataset, threads: (args.threads as number | undefined) ?? stored.threads };
+  } else {
+    cfg = trainConfigFromArgs(args);
+  }
   const name = (args.name as string | undefined) ?? cfg.name ?? `${cfg.model.backbone}-${cfg.model.itemTower ?? 'id'}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  const runDir = path.resolve(args['runs-dir'] as string, name);
+  if (name.length === 0 || name.includes('/') || name.includes('\\') || name === '.' || name === '..') throw usage(`Expected a run name without path separators for --name but received '${name}'`);
+  const runDir = path.join(runsDir, name);
+  const existing = fs.existsSync(runDir) ? fs.readdirSync(runDir).filter((f) => RUN_FILES.includes(f)) : [];
+  if (existing.length && !resume && !args.overwrite)
+    throw usage(`${runDir} already holds a run (${existing.join(', ')}); pass --resume to continue it or --overwrite to replace it`);
+
+  // Everything is validated and prepared before the run folder is touched.
   const bar = new ProgressBar(args.quiet as boolean);
   const data = await prepareDataset(cfg.dataset, {
     maxLen: cfg.maxLen,
@@ -99,38 +221,89 @@ async function train(args: Record<string, unknown>): Promise<void> {
     onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
   });
   const seqs = data.sequences;
+  if (stored && stored.dataFingerprint !== data.fingerprint)
+    throw new MorecError('EMISMATCH', `${cfg.dataset}: the data set changed since the run started (fingerprint ${data.fingerprint.slice(0, 12)}… vs ${stored.dataFingerprint.slice(0, 12)}… in config.json); refusing to resume on other data`);
   bar.log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
-  fs.mkdirSync(runDir, { recursive: true });
-  const text = cfg.model.itemTower === 'text' ? prepareTextTower(data, cfg.text) : undefined;
+  const text = cfg.model.itemTower === 'text' ? fromOptions(() => prepareTextTower(data, cfg.text)) : undefined;
   if (text) bar.log(text.summary);
-  const model = Model.create(
-    { ...cfg.model, ...(text ? { text: text.text as ModelConfig['text'] } : {}), numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads },
-    { items: text?.items },
-  );
-  if (text?.weights) {
-    const report = model.loadEncoderWeights(text.weights);
-    bar.log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length})`);
+  let model: Model;
+  let state: FitState | undefined;
+  if (stored) {
+    const loaded = Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items: text?.items, restoreBest: true });
+    model = loaded.model;
+    state = (loaded.info.trainingState as { fit?: FitState }).fit;
+    if (!state) throw new MorecError('EFORMAT', `${path.join(runDir, 'last')}: the checkpoint holds no training state to resume from`);
+    bar.log(`resuming ${name} after epoch ${state.epochs}${state.stopped ? ' (training had finished; testing)' : ''}`);
+  } else {
+    model = fromOptions(() =>
+      Model.create(
+        { ...cfg.model, ...(text ? { text: text.text as ModelConfig['text'] } : {}), numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads },
+        { items: text?.items },
+      ),
+    );
+    if (text?.weights) {
+      const report = model.loadEncoderWeights(text.weights);
+      bar.log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length})`);
+    }
   }
-  writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify({ ...cfg, name, model: model.config, dataFingerprint: data.fingerprint }, null, 2) + '\n')]);
+
+  // From here on the run folder is written.
+  if (args.overwrite) for (const f of existing) fs.rmSync(path.join(runDir, f), { recursive: true, force: true });
+  fs.mkdirSync(runDir, { recursive: true });
   const metricsFile = path.join(runDir, 'metrics.jsonl');
-  fs.writeFileSync(metricsFile, '');
-  const result = await fit(model, seqs, {
-    batchSize: cfg.train.batchSize,
-    lr: cfg.train.lr,
-    weightDecay: cfg.train.weightDecay,
-    ...(cfg.train.encoderLr !== undefined ? { encoderLr: cfg.train.encoderLr } : {}),
-    ...(cfg.train.encoderWeightDecay !== undefined ? { encoderWeightDecay: cfg.train.encoderWeightDecay } : {}),
-    gradAccum: cfg.train.gradAccum,
-    maxEpochs: cfg.train.epochs,
-    patience: cfg.train.patience,
-    onBatch: (epoch, done, total, loss) => bar.update(`epoch ${epoch + 1}`, done, total, `loss ${loss.toFixed(4)}`),
-    onEpoch: (e) => {
-      const line = { epoch: e.epoch + 1, loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
-      fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
-      bar.log(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)}${e.best ? ' (best)' : ''}`);
-    },
-    onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
-  });
+  if (stored) {
+    // Epochs logged after the last whole checkpoint are run again.
+    const kept = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).slice(0, state!.epochs) : [];
+    writeAtomic(metricsFile, [Buffer.from(kept.map((l) => l + '\n').join(''))]);
+  } else {
+    const runConfig: RunConfigFile = {
+      ...cfg,
+      name,
+      model: model.config as RunConfigFile['model'],
+      dataFingerprint: data.fingerprint,
+      datasetPath: cfg.dataset === 'synthetic' ? 'synthetic' : path.resolve(cfg.dataset),
+    };
+    writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify(runConfig, null, 2) + '\n')]);
+    writeAtomic(metricsFile, [Buffer.alloc(0)]);
+  }
+  const stop = stopOnSignals();
+  let result;
+  try {
+    result = await fit(model, seqs, {
+      batchSize: cfg.train.batchSize,
+      lr: cfg.train.lr,
+      weightDecay: cfg.train.weightDecay,
+      ...(cfg.train.encoderLr !== undefined ? { encoderLr: cfg.train.encoderLr } : {}),
+      ...(cfg.train.encoderWeightDecay !== undefined ? { encoderWeightDecay: cfg.train.encoderWeightDecay } : {}),
+      gradAccum: cfg.train.gradAccum,
+      maxEpochs: cfg.train.epochs,
+      patience: cfg.train.patience,
+      resume: state,
+      signal: stop.signal,
+      onBatch: (epoch, done, total, loss) => bar.update(`epoch ${epoch + 1}`, done, total, `loss ${loss.toFixed(4)}`),
+      onEpoch: (e) => {
+        const line = { epoch: e.epoch + 1, loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
+        fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
+        bar.log(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)}${e.best ? ' (best)' : ''}`);
+      },
+      onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
+      // The resumable state: this epoch's weights and optimizer, the best weights so far, where the run stands.
+      onState: (s, e) => model.save(path.join(runDir, 'last'), { trainingState: { fit: s }, metrics: { valid: e.valid }, best: e.best ? 'current' : 'keep' }),
+    });
+  } catch (e) {
+    const sig = stop.received();
+    if (sig && e instanceof MorecError && e.code === 'EABORT') {
+      const last = fs.existsSync(path.join(runDir, 'last', 'checkpoint.json')) ? readManifest(path.join(runDir, 'last')).trainingState as { fit?: FitState } : undefined;
+      throw new MorecError(
+        'EABORT',
+        `${sig}: training stopped (${e.message}). ${last?.fit ? `The last whole checkpoint is after epoch ${last.fit.epochs}; continue with: morec train --runs-dir ${args['runs-dir']} --name ${name} --resume` : 'No epoch had finished; nothing to resume.'}`,
+        { cause: e },
+      );
+    }
+    throw e;
+  } finally {
+    stop.dispose();
+  }
   const results = { name, dataset: data.name, fingerprint: data.fingerprint, bestEpoch: result.bestEpoch + 1, epochs: result.epochs, valid: result.valid, test: result.test, seconds: result.seconds, protocol: 'leave-one-out, full ranking over all items, history masked' };
   writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
   console.log(JSON.stringify({ name, 'test HR@10': result.test['HR@10'], 'test NDCG@10': result.test['NDCG@10'], bestEpoch: result.bestEpoch + 1, runDir }));
@@ -140,24 +313,32 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
   const runDir = path.resolve(args.run as string);
   const ckpt = fs.existsSync(path.join(runDir, 'checkpoint', 'checkpoint.json')) ? path.join(runDir, 'checkpoint') : runDir;
   const configFile = path.join(runDir, 'config.json');
-  const runConfig: Partial<TrainConfig> = fs.existsSync(configFile) ? JSON.parse(fs.readFileSync(configFile, 'utf8')) : {};
-  const dataset = (args.dataset as string | undefined) ?? runConfig.dataset;
-  if (!dataset) throw new MorecError('EINVAL', `${runDir}: no config.json naming the dataset; pass --dataset`);
+  const runConfig: Partial<RunConfigFile> = fs.existsSync(configFile) ? readJson<Partial<RunConfigFile>>(configFile, "the run's config") : {};
+  const dataset = (args.dataset as string | undefined) ?? runConfig.datasetPath ?? runConfig.dataset;
+  if (!dataset) throw usage(`${runDir}: no config.json naming the dataset; pass --dataset`);
   const data = await prepareDataset(dataset, {
     maxLen: runConfig.maxLen ?? 20,
     minSeqLen: runConfig.minSeqLen ?? 5,
     synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
   });
+  if (runConfig.dataFingerprint && runConfig.dataFingerprint !== data.fingerprint) {
+    const what = `the run was trained on data with fingerprint ${runConfig.dataFingerprint.slice(0, 12)}… but '${dataset}' prepares ${data.fingerprint.slice(0, 12)}…`;
+    if (!args.force) throw new MorecError('EMISMATCH', `${what}; refusing to evaluate on other data (pass --force to do it anyway)`);
+    console.error(`WARNING: --force: ${what}; the metrics below are NOT on the run's data`);
+  } else if (!runConfig.dataFingerprint) {
+    if (!args.force) throw new MorecError('EMISMATCH', `${configFile}: no data fingerprint recorded, so the data cannot be checked; pass --force to evaluate anyway`);
+    console.error(`WARNING: --force: no data fingerprint recorded in ${configFile}; the data set is not checked`);
+  }
   // A text tower reads the items' tokens: rebuilt from the data set with the run's tokenization.
   const text = runConfig.model?.itemTower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
-  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items });
+  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items, inference: true });
   if (data.sequences.numItems !== model.config.numItems)
-    throw new MorecError('EINVAL', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
+    throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   const bar = new ProgressBar(args.quiet as boolean);
   const mode = args.mode as 'full' | 'sampled';
   const ranks = await model.evaluate(data.sequences, { split: args.split as 'valid' | 'test', mode, numNegatives: args.negatives as number, seed: 0 }, (d, t) => bar.update('evaluating', d, t));
   const m = metrics(ranks, [5, 10, 20], mode === 'sampled' ? `(sampled${args.negatives})` : '');
-  console.log(JSON.stringify({ checkpoint: ckpt, dataset: data.name, split: args.split, mode, ...m }, null, 2));
+  console.log(JSON.stringify({ checkpoint: ckpt, dataset: data.name, fingerprint: data.fingerprint, split: args.split, mode, ...m }, null, 2));
 }
 
 async function dataCommand(args: Record<string, unknown>): Promise<void> {
@@ -222,7 +403,9 @@ export async function main(argv: string[]): Promise<void> {
         .option('grad-accum', { type: 'number', default: 1, describe: 'batches per optimizer step' })
         .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs' })
         .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
-        .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' }),
+        .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
+        .option('resume', { type: 'boolean', default: false, describe: "continue run --name from its last whole checkpoint (its stored config; the final metrics equal an uninterrupted run's)" })
+        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing run of the same --name (refused otherwise)' }),
       (a) => train(a),
     )
     .command('eval', 'evaluate a run or checkpoint on a split', (y) =>
@@ -233,6 +416,7 @@ export async function main(argv: string[]): Promise<void> {
         .option('mode', { choices: ['full', 'sampled'] as const, default: 'full' as const, describe: 'full ranking, or against sampled negatives' })
         .option('negatives', { type: 'number', default: 100, describe: 'negatives per user in sampled mode' })
         .option('threads', { type: 'number' })
+        .option('force', { type: 'boolean', default: false, describe: "evaluate even if the data set's fingerprint differs from the run's (warns loudly)" })
         .option('quiet', { type: 'boolean', default: false, alias: 'q' }),
       (a) => evaluate(a),
     )
@@ -244,15 +428,12 @@ export async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'Expected a command: train, eval, data, study or info')
     .strict()
     .fail((msg, err) => {
-      throw err ?? new MorecError('EINVAL', msg);
+      throw err ?? new MorecError('EUSAGE', msg);
     })
     .help()
     .parseAsync();
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).catch((err) => {
-    console.error(`${err.code ? err.code + ': ' : ''}${err.message}`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).catch((err) => process.exit(reportFailure(err)));
 }

@@ -21,14 +21,24 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'print only the table' })
     .strict()
     .fail((msg, err) => {
-      throw err ?? new MorecError('EINVAL', msg);
+      throw err ?? new MorecError('EUSAGE', msg);
     })
     .help()
     .parseAsync();
   const log = args.quiet ? undefined : (line: string) => console.log(line);
+  const models = args.models.split(',').map((s) => s.trim()).filter(Boolean);
+  if (models.length === 0) throw new MorecError('EUSAGE', `Expected at least one model for --models (${Object.keys(MODEL_PRESETS).join(', ')}) but received '${args.models}'`);
+  const check = (ok: boolean, what: string, value: unknown) => {
+    if (!ok) throw new MorecError('EUSAGE', `Expected ${what} but received ${value}`);
+  };
+  check(Number.isInteger(args.epochs) && args.epochs > 0, 'a positive integer for --epochs', args.epochs);
+  check(Number.isInteger(args.patience) && args.patience >= 0, 'a non-negative integer for --patience', args.patience);
+  check(Number.isInteger(args['max-len']) && args['max-len'] > 0, 'a positive integer for --max-len', args['max-len']);
+  check(Number.isInteger(args.seed) && args.seed >= 0, 'a non-negative integer for --seed', args.seed);
+  check(Number.isFinite(args.scale) && args.scale >= 0.01 && args.scale <= 1000, 'a number in [0.01, 1000] for --scale', args.scale);
   const rows = await runStudy({
     dataset: args.dataset,
-    models: args.models.split(',').map((s) => s.trim()).filter(Boolean),
+    models,
     epochs: args.epochs,
     patience: args.patience,
     maxLen: args['max-len'],

@@ -2,6 +2,7 @@
  * The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data), read
  * and written in TypeScript. Writes are atomic: a temp file in the same folder, fsync, then rename.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from '../errors';
@@ -24,7 +25,11 @@ function dtypeOf(data: TensorData): Tensor['dtype'] {
 }
 
 export function readSafetensors(file: string): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
-  const buf = fs.readFileSync(file);
+  return parseSafetensors(fs.readFileSync(file), file);
+}
+
+/** Parses a safetensors file already in memory; `file` names it in errors. */
+export function parseSafetensors(buf: Buffer, file: string): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
   const bad = (why: string) => new MorecError('EFORMAT', `${file}: not a valid safetensors file (${why})`);
   if (buf.length < 8) throw bad('shorter than its 8-byte header length');
   const headerLen = Number(buf.readBigUInt64LE(0));
@@ -44,6 +49,8 @@ export function readSafetensors(file: string): { tensors: Record<string, Tensor>
       continue;
     }
     const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    if (typeof e !== 'object' || e === null || !Array.isArray(e.shape) || !e.shape.every((x) => Number.isInteger(x) && x >= 0) || !Array.isArray(e.data_offsets))
+      throw bad(`tensor '${name}' has no valid shape and data_offsets`);
     if (!(e.dtype in BYTES)) throw bad(`tensor '${name}' has unsupported dtype ${e.dtype}`);
     const dtype = e.dtype as Tensor['dtype'];
     const [b, end] = e.data_offsets;
@@ -62,7 +69,7 @@ export function readSafetensors(file: string): { tensors: Record<string, Tensor>
 }
 
 /** Writes `file` atomically; tensor order follows the object's key order. */
-export function writeSafetensors(file: string, tensors: Record<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string> = {}): void {
+export function writeSafetensors(file: string, tensors: Record<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string> = {}): WrittenFile {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -80,25 +87,77 @@ export function writeSafetensors(file: string, tensors: Record<string, { shape: 
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  writeAtomic(file, [len, Buffer.from(json, 'utf8'), ...parts]);
+  return writeAtomic(file, [len, Buffer.from(json, 'utf8'), ...parts]);
 }
 
-/** Writes chunks to a temp file beside `file`, fsyncs, and renames it over `file`. */
-export function writeAtomic(file: string, chunks: Uint8Array[]): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  const fd = fs.openSync(tmp, 'w');
+export interface WrittenFile {
+  bytes: number;
+  sha256: string;
+}
+
+/** Temp files of writeAtomic are named `<file>.tmp-<pid>-<time>`. */
+export const TEMP_MARK = '.tmp-';
+
+/**
+ * Writes chunks to a temp file beside `file`, fsyncs it, renames it over `file` and fsyncs the folder, so
+ * `file` is either its old content or the new one, never a mix. Returns the size and sha256 written.
+ * A failed write (ENOSPC, EACCES, ...) removes the temp file and throws a MorecError EIO naming `file`.
+ */
+export function writeAtomic(file: string, chunks: Uint8Array[]): WrittenFile {
+  const tmp = `${file}${TEMP_MARK}${process.pid}-${Date.now()}`;
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  let fd: number | undefined;
   try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fd = fs.openSync(tmp, 'w');
     for (const c of chunks) {
       let written = 0;
       while (written < c.length) written += fs.writeSync(fd, c, written, c.length - written);
+      hash.update(c);
+      bytes += c.length;
     }
+    injectFault();
     fs.fsyncSync(fd);
-  } catch (e) {
     fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw e;
+    if (e instanceof MorecError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new MorecError('EIO', `${file}: cannot write (${err.code ?? err.message}); the previous content is unchanged`, { cause: e });
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+  syncFolder(path.dirname(file));
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+/**
+ * Fault injection for the crash tests: MOREC_FAULT_WRITE="enospc:N" makes the N-th atomic write of this
+ * process (1-based) fail with ENOSPC before its rename; "kill:N" kills the process with SIGKILL there.
+ */
+let writes = 0;
+function injectFault(): void {
+  const spec = process.env.MOREC_FAULT_WRITE;
+  if (!spec) return;
+  writes++;
+  const [kind, n] = spec.split(':');
+  if (Number(n) !== writes) return;
+  if (kind === 'kill') process.kill(process.pid, 'SIGKILL');
+  if (kind === 'enospc') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+}
+
+/** fsyncs a folder so a rename in it survives a crash (best effort: some file systems refuse). */
+function syncFolder(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // not supported here; the rename itself is still atomic
+  }
 }

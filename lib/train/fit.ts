@@ -21,6 +21,27 @@ export interface FitOptions extends Omit<EpochOptions, 'epoch'> {
   onBatch?: (epoch: number, done: number, total: number, loss: number) => void;
   /** Called when a new best is found (e.g. to save a checkpoint). */
   onBest?: (e: EpochReport) => void;
+  /**
+   * Called after each epoch (after onBest) with the state a later fit({ resume }) continues from; save the
+   * model (weights, optimizer and best weights) with it to make the run resumable.
+   */
+  onState?: (state: FitState, e: EpochReport) => void;
+  /** Continue a run from a saved FitState; the model must hold that state's weights, optimizer and best snapshot. */
+  resume?: FitState;
+  /** Stops the running epoch or evaluation at its next batch; fit then rejects with EABORT. */
+  signal?: AbortSignal;
+}
+
+/** Where a run stands after some epochs: enough to continue it exactly (epochs are seeded by their index). */
+export interface FitState {
+  /** Epochs done. */
+  epochs: number;
+  best?: { epoch: number; value: number; valid: Metrics };
+  sinceBest: number;
+  history: EpochReport[];
+  /** Seconds spent so far. */
+  seconds: number;
+  stopped: boolean;
 }
 
 export interface EpochReport {
@@ -48,16 +69,19 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
   const patience = nonNegativeInt(options.patience ?? 5, 'patience');
   const ks = options.ks ?? [10];
   const monitor = options.monitor ?? 'HR@10';
-  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, ...epochOptions } = options;
+  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, ...epochOptions } = options;
   const started = process.hrtime.bigint();
-  const history: EpochReport[] = [];
+  const prior = resume?.seconds ?? 0;
+  const history: EpochReport[] = [...(resume?.history ?? [])];
   // The best epoch's weights are snapshotted natively (a copy in the core, not through the JS heap).
-  let best: { epoch: number; value: number; valid: Metrics } | undefined;
-  let sinceBest = 0;
-  for (let epoch = 0; epoch < maxEpochs; epoch++) {
-    const train = await model.trainEpoch(seqs, { ...epochOptions, epoch }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
+  let best = resume?.best;
+  let sinceBest = resume?.sinceBest ?? 0;
+  let stopped = resume?.stopped ?? false;
+  const signalOption = signal ? { signal } : {};
+  for (let epoch = resume?.epochs ?? 0; epoch < maxEpochs && !stopped; epoch++) {
+    const train = await model.trainEpoch(seqs, { ...epochOptions, ...signalOption, epoch }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
     const t0 = process.hrtime.bigint();
-    const valid = metrics(await model.evaluate(seqs, { split: 'valid' }), ks);
+    const valid = metrics(await model.evaluate(seqs, { split: 'valid', ...signalOption }), ks);
     const evalSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const value = valid[monitor];
     if (value === undefined) throw new MorecError('EINVAL', `Expected monitor to be one of ${Object.keys(valid).join(', ')} but received '${monitor}'`);
@@ -73,18 +97,19 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
       sinceBest++;
     }
     const go = onEpoch?.(report);
-    if (go === false || sinceBest >= Math.max(1, patience)) break;
+    stopped = go === false || sinceBest >= Math.max(1, patience);
+    onState?.({ epochs: epoch + 1, best, sinceBest, history, seconds: prior + Number(process.hrtime.bigint() - started) / 1e9, stopped }, report);
   }
   if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
   model.restoreWeights();
-  const testRanks = await model.evaluate(seqs, { split: 'test' });
+  const testRanks = await model.evaluate(seqs, { split: 'test', ...signalOption });
   return {
     bestEpoch: best.epoch,
     epochs: history.length,
     valid: best.valid,
     test: metrics(testRanks, ks),
     history,
-    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    seconds: prior + Number(process.hrtime.bigint() - started) / 1e9,
     testRanks,
   };
 }
