@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs, { Argv } from 'yargs';
-import { prepareDataset } from '../data/dataset';
+import { formatLoadReport, prepareDataset } from '../data/dataset';
 import { MorecError, reportFailure } from '../errors';
 import { FitState } from '../train/fit';
 import { readManifest } from '../checkpoint';
@@ -26,6 +26,8 @@ function dataOptions<T>(y: Argv<T>) {
     .option('min-seq-len', { type: 'number', default: 5, describe: 'drop users with fewer interactions' })
     .option('seed', { type: 'number', default: 42, describe: 'seed of training and of the synthetic world' })
     .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
+    .option('keep-duplicates', { type: 'boolean', default: false, describe: 'keep rows repeating an earlier row (same user, item, timestamp); default: drop and count them' })
+    .option('strict', { type: 'boolean', default: false, describe: 'a dropped duplicate or a guessed header, column or delimiter is an error' })
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'no progress output' });
 }
 
@@ -117,7 +119,12 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
   };
   if (args.config) {
     const file = path.resolve(args.config as string);
-    const fromFile = readJson<Partial<TrainConfig>>(file, 'the config');
+    let fromFile: Partial<TrainConfig>;
+    try {
+      fromFile = readJson<Partial<TrainConfig>>(file, 'the config');
+    } catch (e) {
+      throw usage(`--config ${(e as Error).message}`);
+    }
     if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
       throw usage(`${file}: expected a JSON object {dataset, maxLen, seed, model: {...}, train: {...}} but found ${fromFile === null ? 'null' : Array.isArray(fromFile) ? 'an array' : typeof fromFile}`);
     for (const k of ['model', 'train', 'text'] as const)
@@ -346,6 +353,8 @@ async function dataCommand(args: Record<string, unknown>): Promise<void> {
   const data = await prepareDataset(args.dataset as string, {
     maxLen: args['max-len'] as number,
     minSeqLen: args['min-seq-len'] as number,
+    keepDuplicates: args['keep-duplicates'] as boolean,
+    strict: args.strict as boolean,
     synthetic: { seed: args.seed as number, scale: args.scale as number },
     onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
   });
@@ -369,6 +378,8 @@ async function dataCommand(args: Record<string, unknown>): Promise<void> {
     hasText: !!data.text,
     hasImages: !!data.image,
     popularityBaseline: { 'test HR@10': pop['HR@10'], 'test NDCG@10': pop['NDCG@10'] },
+    loadReport: formatLoadReport(data.report),
+    load: data.report,
   };
   console.log(JSON.stringify(summary, null, 2));
 }
