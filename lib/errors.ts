@@ -5,6 +5,7 @@ export type MorecErrorCode =
   | 'ETORCH' // libtorch raised an error
   | 'ENOMEM'
   | 'EBUSY' // the model is already running an epoch or an evaluation
+  | 'EABORT' // the job's AbortSignal fired (it stopped at a batch boundary)
   | 'ESAMPLE' // no negative can be drawn
   | 'ENONFINITE' // the loss diverged
   | 'ENODEVICE' // the requested device is not available
@@ -42,7 +43,7 @@ export function describe(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
   if (Array.isArray(value)) return 'an array';
-  return `a ${typeof value}`;
+  return /^[aeiou]/.test(typeof value) ? `an ${typeof value}` : `a ${typeof value}`;
 }
 
 export function invalid(expected: string, name: string, value: unknown): MorecError {

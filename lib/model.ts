@@ -8,7 +8,9 @@ import { CheckpointInfo, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { ItemStore } from './item_store';
 import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
-import { nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
+import { didYouMean, knownKeys, nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
+import { abortable, JobOptions } from './jobs';
+import { configThreads } from './threads';
 
 export type Backbone = 'sasrec' | 'dssm';
 
@@ -37,7 +39,7 @@ function describeField(f: ConfigField): string {
 function checkFields(o: Record<string, unknown>, schema: ConfigSchema, prefix: string): void {
   for (const key of Object.keys(o))
     if (!(key in schema) && o[key] !== undefined)
-      throw new MorecError('EINVAL', `Unknown option ${prefix}${key} (expected one of ${Object.keys(schema).join(', ')})`);
+      throw new MorecError('EINVAL', `Unknown option ${prefix}${key}${didYouMean(key, Object.keys(schema))} (expected one of ${Object.keys(schema).join(', ')})`);
   for (const [key, f] of Object.entries(schema)) {
     const v = o[key];
     const name = prefix + key;
@@ -74,11 +76,15 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   }
   if (config.backbone === 'dssm' && config.numUsers === undefined) throw invalid('a positive integer', 'numUsers', config.numUsers);
   if (config.device !== undefined && !/^(cpu|cuda(:\d+)?)$/.test(config.device)) throw invalid("'cpu' or 'cuda[:N]'", 'device', config.device);
-  return { threads: os.availableParallelism(), ...config } as Partial<NativeModelConfig>;
+  return { ...config, threads: configThreads(config.threads) } as Partial<NativeModelConfig>;
 }
+
+export const EPOCH_OPTIONS = ['epoch', 'batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'bucketByLength', 'maxBatches', 'progressEvery', 'signal'] as const;
+const EVALUATE_OPTIONS = ['split', 'mode', 'numNegatives', 'seed', 'batchSize', 'chunkRows', 'signal'] as const;
 
 function validateEpochOptions(o: EpochOptions): EpochOptions {
   if (typeof o !== 'object' || o === null) throw invalid('an options object', 'options', o);
+  knownKeys(o, EPOCH_OPTIONS, 'epoch');
   if (o.epoch !== undefined) nonNegativeInt(o.epoch, 'epoch');
   if (o.batchSize !== undefined) positiveInt(o.batchSize, 'batchSize');
   for (const k of ['lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay'] as const) if (o[k] !== undefined) numberIn(o[k], k, 0, 10);
@@ -91,6 +97,7 @@ function validateEpochOptions(o: EpochOptions): EpochOptions {
 
 function validateEvaluateOptions(o: EvaluateOptions): EvaluateOptions {
   if (typeof o !== 'object' || o === null) throw invalid('an options object', 'options', o);
+  knownKeys(o, EVALUATE_OPTIONS, 'evaluate');
   if (o.split !== undefined) oneOf(o.split, 'split', ['valid', 'test'] as const);
   if (o.mode !== undefined) oneOf(o.mode, 'mode', ['full', 'sampled'] as const);
   for (const k of ['numNegatives', 'batchSize', 'chunkRows'] as const) if (o[k] !== undefined) positiveInt(o[k], k);
@@ -154,23 +161,29 @@ export class Model {
     return this.native.config;
   }
 
-  /** One training epoch; resolves the mean loss and counts. onProgress(batchesDone, batchesTotal, runningLoss). */
-  async trainEpoch(seqs: Sequences, options: EpochOptions = {}, onProgress?: (done: number, total: number, loss: number) => void): Promise<EpochResult> {
+  /**
+   * One training epoch; resolves the mean loss and counts. onProgress(batchesDone, batchesTotal, runningLoss).
+   * options.signal stops it at the next batch (EABORT); the steps taken so far are kept.
+   */
+  async trainEpoch(seqs: Sequences, options: EpochOptions & JobOptions = {}, onProgress?: (done: number, total: number, loss: number) => void): Promise<EpochResult> {
     checkSequences(seqs, this.config.numItems);
     validateEpochOptions(options);
+    const { signal, ...native } = options;
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
-    return awaitNative(() => this.native.trainEpoch(seqs.native, options, onProgress));
+    return abortable(signal, () => this.native.cancel(), () => awaitNative(() => this.native.trainEpoch(seqs.native, native, onProgress)));
   }
 
   /**
    * 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics().
    * onProgress(done, total): total = numItems (the item table, built first) + evaluated users.
+   * options.signal stops it at the next item-table or user batch (EABORT).
    */
-  async evaluate(seqs: Sequences, options: EvaluateOptions = {}, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
+  async evaluate(seqs: Sequences, options: EvaluateOptions & JobOptions = {}, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
     checkSequences(seqs, this.config.numItems);
     validateEvaluateOptions(options);
+    const { signal, ...native } = options;
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
-    return awaitNative(() => this.native.evaluate(seqs.native, options, onProgress));
+    return abortable(signal, () => this.native.cancel(), () => awaitNative(() => this.native.evaluate(seqs.native, native, onProgress)));
   }
 
   /** SASRec hidden states of left-padded windows (rows x T ids) -> Float32Array rows x T x d. */
@@ -183,10 +196,14 @@ export class Model {
     return callNative(() => this.native.encoderHiddenStates(items));
   }
 
-  /** A copy of every item's vector, (numItems + 1) x d, row 0 = padding; encoder towers encode each item. */
-  async itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array> {
+  /**
+   * A copy of every item's vector, (numItems + 1) x d, row 0 = padding; encoder towers encode each item.
+   * options.signal stops it at the next batch of items (EABORT).
+   */
+  async itemVectors(onProgress?: (done: number, total: number) => void, options: JobOptions = {}): Promise<Float32Array> {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
-    return awaitNative(() => this.native.itemVectors(onProgress));
+    if (typeof options !== 'object' || options === null) throw invalid('an options object', 'options', options);
+    return abortable(options.signal, () => this.native.cancel(), () => awaitNative(() => this.native.itemVectors(onProgress)));
   }
 
   parameters(): Record<string, NamedTensor> {

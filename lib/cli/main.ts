@@ -8,7 +8,7 @@ import { MorecError, reportFailure } from '../errors';
 import { FitState } from '../train/fit';
 import { readManifest } from '../checkpoint';
 import { NativeModelConfig } from '../native';
-import { nonNegativeInt, numberIn, positiveInt } from '../validate';
+import { didYouMean, nonNegativeInt, numberIn, positiveInt } from '../validate';
 import { metrics } from '../metrics';
 import { Model, ModelConfig } from '../model';
 import { loadAddon } from '../native';
@@ -151,19 +151,6 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     numberIn(cfg.scale, 'scale', 0.01, 1000);
   });
   return cfg;
-}
-
-/** " (did you mean lr?)" for a key within edit distance 2 of a known one, else "". */
-function didYouMean(key: string, known: string[]): string {
-  const dist = (a: string, b: string) => {
-    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
-    for (let j = 1; j <= b.length; j++) d[0][j] = j;
-    for (let i = 1; i <= a.length; i++)
-      for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-    return d[a.length][b.length];
-  };
-  const best = known.map((k) => ({ k, d: dist(key, k) })).sort((x, y) => x.d - y.d)[0];
-  return best && best.d <= 2 ? ` (did you mean ${best.k}?)` : '';
 }
 
 /** SIGINT/SIGTERM abort the running epoch at its next batch; the run then stops with its last whole checkpoint. */

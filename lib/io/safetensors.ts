@@ -74,7 +74,10 @@ export function writeSafetensors(file: string, tensors: Record<string, { shape: 
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
   const parts: Uint8Array[] = [];
+  if (typeof tensors !== 'object' || tensors === null) throw new MorecError('EINVAL', `Expected an object of named tensors for tensors but received ${tensors}`);
   for (const [name, t] of Object.entries(tensors)) {
+    if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) || !t.shape.every((x) => Number.isInteger(x) && x >= 0) || !ArrayBuffer.isView(t.data))
+      throw new MorecError('EINVAL', `Expected tensor '${name}' as { shape: non-negative integers, data: a typed array }`);
     const count = t.shape.reduce((a, x) => a * x, 1);
     if (count !== t.data.length)
       throw new MorecError('EINVAL', `tensor '${name}' has ${t.data.length} values but shape [${t.shape}] needs ${count}`);

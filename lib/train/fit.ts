@@ -4,9 +4,9 @@
  */
 import { MorecError } from '../errors';
 import { metrics, Metrics } from '../metrics';
-import { EpochOptions, EpochResult, Model } from '../model';
+import { EPOCH_OPTIONS, EpochOptions, EpochResult, Model } from '../model';
 import { Sequences } from '../sequences';
-import { nonNegativeInt, positiveInt } from '../validate';
+import { knownKeys, nonNegativeInt, positiveInt } from '../validate';
 
 export interface FitOptions extends Omit<EpochOptions, 'epoch'> {
   maxEpochs?: number;
@@ -65,6 +65,7 @@ export interface FitResult {
 }
 
 export async function fit(model: Model, seqs: Sequences, options: FitOptions = {}): Promise<FitResult> {
+  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume'], 'fit');
   const maxEpochs = positiveInt(options.maxEpochs ?? 100, 'maxEpochs');
   const patience = nonNegativeInt(options.patience ?? 5, 'patience');
   const ks = options.ks ?? [10];
