@@ -5,7 +5,6 @@ export type MorecErrorCode =
   | 'ETORCH' // libtorch raised an error
   | 'ENOMEM'
   | 'EBUSY' // the model is already running an epoch or an evaluation
-  | 'EABORT' // the job's AbortSignal fired (it stopped at a batch boundary)
   | 'ESAMPLE' // no negative can be drawn
   | 'ENONFINITE' // the loss diverged
   | 'ENODEVICE' // the requested device is not available

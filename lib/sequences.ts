@@ -2,7 +2,7 @@
  * Users' chronological item sequences as CSR (offsets + items, items 1..numItems, 0 is padding), handed to
  * the native core once and reused by every epoch and evaluation.
  */
-import { invalid, MorecError, toMorecError } from './errors';
+import { describe, invalid, MorecError, toMorecError } from './errors';
 import { loadAddon, NativeSequences } from './native';
 import { int32Array, positiveInt } from './validate';
 
@@ -35,7 +35,12 @@ export class Sequences {
       offsets[u + 1] = total;
     });
     const items = new Int32Array(total);
-    seqs.forEach((s, u) => items.set(s, offsets[u]));
+    seqs.forEach((s, u) => {
+      // Int32Array.set would wrap 1e12 to -727379968 and truncate 1.5: name the value as given instead
+      const bad = s.findIndex((v) => !Number.isInteger(v) || v < 0 || v > 0x7fffffff);
+      if (bad >= 0) throw new MorecError('EINVAL', `Expected item indices in 1..${numItems} but user ${u} has item ${describe(s[bad])} at position ${bad}`);
+      items.set(s, offsets[u]);
+    });
     return new Sequences(offsets, items, numItems);
   }
 

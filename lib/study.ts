@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from './errors';
-import { prepareDataset } from './data/dataset';
+import { formatLoadReport, prepareDataset } from './data/dataset';
 import { Model, ModelConfig } from './model';
 import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
@@ -118,6 +118,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
     cacheDir: options.cacheDir,
   });
   const seqs = data.sequences;
+  for (const line of formatLoadReport(data.report)) log(line);
   log(`dataset ${data.name} (${data.format}): ${seqs.users} users, ${seqs.numItems} items, ${seqs.items.length} interactions (users with >= 5, last ${maxLen + 3} kept)`);
   const pop = metrics(popularityRanks(seqs, 'test'));
   log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);

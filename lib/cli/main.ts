@@ -36,6 +36,8 @@ interface TrainConfig {
   dataset: string;
   maxLen: number;
   minSeqLen: number;
+  /** Keep duplicate interactions (same user, item and timestamp) instead of dropping them. */
+  keepDuplicates?: boolean;
   seed: number;
   scale: number;
   model: Partial<ModelConfig> & { backbone: 'sasrec' | 'dssm' };
@@ -83,6 +85,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     dataset: args.dataset as string,
     maxLen: args['max-len'] as number,
     minSeqLen: args['min-seq-len'] as number,
+    keepDuplicates: args['keep-duplicates'] as boolean,
     seed: args.seed as number,
     scale: args.scale as number,
     model: {
@@ -130,7 +133,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     for (const k of ['model', 'train', 'text'] as const)
       if (fromFile[k] !== undefined && (typeof fromFile[k] !== 'object' || fromFile[k] === null || Array.isArray(fromFile[k])))
         throw usage(`${file}: expected an object for ${k}`);
-    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
+    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
     for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
     const trainKeys = Object.keys(cfg.train);
     for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
@@ -211,9 +214,12 @@ async function train(args: Record<string, unknown>): Promise<void> {
   const data = await prepareDataset(cfg.dataset, {
     maxLen: cfg.maxLen,
     minSeqLen: cfg.minSeqLen,
+    keepDuplicates: cfg.keepDuplicates ?? false,
+    strict: args.strict as boolean,
     synthetic: { seed: cfg.seed, scale: cfg.scale },
     onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
   });
+  for (const line of formatLoadReport(data.report)) bar.log(line);
   const seqs = data.sequences;
   if (stored && stored.dataFingerprint !== data.fingerprint)
     throw new MorecError('EMISMATCH', `${cfg.dataset}: the data set changed since the run started (fingerprint ${data.fingerprint.slice(0, 12)}… vs ${stored.dataFingerprint.slice(0, 12)}… in config.json); refusing to resume on other data`);
@@ -313,6 +319,7 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
   const data = await prepareDataset(dataset, {
     maxLen: runConfig.maxLen ?? 20,
     minSeqLen: runConfig.minSeqLen ?? 5,
+    keepDuplicates: runConfig.keepDuplicates ?? false,
     synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
   });
   if (runConfig.dataFingerprint && runConfig.dataFingerprint !== data.fingerprint) {

@@ -1,8 +1,10 @@
 /**
  * The canonical dataset every model trains on: preprocessed chronological sequences (CSR, items 1..N,
- * 0 = padding), the item table (external id, optional text, optional image path), item popularity and a
- * fingerprint of the sources and options. Prepared data sets are cached on disk as raw little-endian
- * arrays plus a JSON table, keyed by the fingerprint, and rebuilt when a source file or an option changes.
+ * 0 = padding), the item table (external id, optional text, optional image path), item popularity, a
+ * fingerprint of the sources and options, and a load report (rows read, duplicates, header, guesses, what
+ * preprocessing dropped, cache state). Prepared data sets are cached on disk as raw little-endian arrays plus
+ * a JSON table (meta.json, which also records each array's byte length and sha256, verified on every open),
+ * keyed by the fingerprint, and rebuilt when a source file or an option changes or an array fails its check.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -15,11 +17,41 @@ import { findIdVsMoRec, loadIdVsMoRec } from './loaders/idvsmorec';
 import { loadInteractions } from './loaders/interactions';
 import { loadUserLines } from './loaders/user_lines';
 import { preprocess } from './preprocess';
-import { Progress, RawData } from './raw';
+import { fsError, listFolder, openRegularFile, Progress, RawData, RawReport, statSource } from './raw';
 import { generateSyntheticWorld, SyntheticOptions } from './synthetic';
 import { renderSyntheticImages } from './synthetic_images';
+import { cleanStaleTemps, tempSuffix } from './temps';
 
-const CACHE_VERSION = 1;
+/** Layout of a cache entry. 2: meta.json holds `version`, `report` and `arrays` (byte length + sha256 of each array). */
+const CACHE_VERSION = 2;
+/** What preparation does, part of every fingerprint. 2: duplicates dropped by default, headers only by their names. */
+const PREPARE_VERSION = 2;
+const ARRAY_FILES = ['offsets.i32', 'items.i32', 'popularity.i32'] as const;
+
+/** What loading and preprocessing read, dropped, kept and guessed; `formatLoadReport` prints it. */
+export interface LoadReport extends RawReport {
+  format: string;
+  /** Users and items the loader produced, and interactions after dropping duplicates. */
+  usersRead: number;
+  itemsRead: number;
+  interactionsRead: number;
+  minSeqLen: number;
+  maxLen: number;
+  /** Users with fewer than minSeqLen interactions, and their interactions. */
+  usersDropped: number;
+  interactionsOfDroppedUsers: number;
+  /** Interactions before each kept user's last maxLen + 3 (0 when maxLen is 0). */
+  interactionsBeyondWindow: number;
+  /** Items no longer used after the above. */
+  itemsDropped: number;
+  /** In the prepared sequences: positions whose item equals the one before (kept, not dropped). */
+  consecutiveRepeats: number;
+  /** Users whose test item equals their validation item (a case of the above that eases the test). */
+  testRepeatsValidation: number;
+  /** 'hit (3 arrays verified, sha256)', 'built', 'rebuilt (popularity.i32 truncated)', 'off', 'not written (...)';
+   *  '; removed N stale temp folders' when an interrupted build's leftovers were cleaned. Not stored in the cache. */
+  cache: string;
+}
 
 export interface Dataset {
   name: string;
@@ -34,7 +66,8 @@ export interface Dataset {
   /** popularity[i] = interactions of item i in the training prefixes (each sequence without its last 2) */
   popularity: Int32Array;
   sources: string[];
-  options: { minSeqLen: number; maxLen: number };
+  options: { minSeqLen: number; maxLen: number; keepDuplicates: boolean };
+  report: LoadReport;
   cacheDir?: string;
 }
 
@@ -44,6 +77,10 @@ export interface PrepareOptions {
   maxLen?: number;
   /** Items file for a generic interactions CSV/TSV. */
   itemsFile?: string;
+  /** Keep rows that repeat an earlier row (same user, item and timestamp; see the loaders). Default false. */
+  keepDuplicates?: boolean;
+  /** Any duplicate dropped or anything guessed (header, columns, delimiter) is an EFORMAT error naming what and where. */
+  strict?: boolean;
   /** Where prepared data sets are cached; default $MOREC_CACHE or ~/.cache/morec. false = no cache. */
   cacheDir?: string | false;
   synthetic?: SyntheticOptions;
@@ -56,12 +93,19 @@ export function defaultCacheDir(): string {
 
 /** Reads a data set in any supported layout, before preprocessing. */
 export async function loadRaw(source: string, options: PrepareOptions = {}): Promise<RawData> {
+  const load = { onProgress: options.onProgress, keepDuplicates: options.keepDuplicates ?? false };
   if (source === 'synthetic') {
     const world = generateSyntheticWorld(options.synthetic);
     // Images are generated on first use into the cache (or a temp folder when caching is off).
     const root = options.cacheDir === false ? os.tmpdir() : options.cacheDir ?? defaultCacheDir();
     const key = crypto.createHash('sha256').update(JSON.stringify(world.options)).digest('hex').slice(0, 16);
-    const image = await renderSyntheticImages(world.items, path.join(root, 'synthetic-images', key), world.options.seed);
+    const imageDir = path.join(root, 'synthetic-images', key);
+    let image: string[];
+    try {
+      image = await renderSyntheticImages(world.items, imageDir, world.options.seed);
+    } catch (e) {
+      throw fsError(e, imageDir, 'write');
+    }
     return {
       userIds: world.userIds,
       offsets: world.sequences.offsets,
@@ -71,32 +115,42 @@ export async function loadRaw(source: string, options: PrepareOptions = {}): Pro
       image,
       format: 'synthetic',
       files: [],
+      report: { rowsRead: world.userIds.length, rowUnit: 'generated users', duplicatesFound: 0, duplicatesDropped: 0, duplicateRule: 'not applicable: generated data', headerDetected: 'none', guessed: [] },
     };
   }
   const p = path.resolve(source);
-  if (!fs.existsSync(p)) throw new MorecError('EINVAL', `Expected 'synthetic' or an existing file or folder for dataset but received '${source}'`);
-  if (fs.statSync(p).isDirectory()) {
-    if (findAtomicName(p)) return loadAmazonAtomic(p, options.onProgress);
-    if (findIdVsMoRec(p)) return loadIdVsMoRec(p, options.onProgress);
-    const names = fs.readdirSync(p);
+  if (sourceStat(source).isDirectory()) {
+    if (findAtomicName(p)) return loadAmazonAtomic(p, load);
+    if (findIdVsMoRec(p)) return loadIdVsMoRec(p, load);
+    const names = listFolder(p);
     const txt = names.filter((f) => f.endsWith('.txt'));
-    if (txt.length === 1) return loadUserLines(path.join(p, txt[0]), options.onProgress);
+    if (txt.length === 1) return loadUserLines(path.join(p, txt[0]), load);
     const inter = names.filter((f) => /^(interactions|inter|ratings)\.(csv|tsv)$/i.test(f));
     if (inter.length === 1) {
       const items = names.find((f) => /^items\.(csv|tsv)$/i.test(f));
-      return loadInteractions(path.join(p, inter[0]), items ? path.join(p, items) : undefined, options.onProgress);
+      return loadInteractions(path.join(p, inter[0]), items ? path.join(p, items) : undefined, load);
     }
     throw new MorecError(
       'EINVAL',
       `${p}: no known data set layout (expected '<Name>.test.inter' atomic files, '*users.tsv' + '*items.tsv', one '<name>.txt' of user lines, or 'interactions.csv|tsv' [+ 'items.csv|tsv'])`,
     );
   }
-  if (/\.(csv|tsv)$/i.test(p)) return loadInteractions(p, options.itemsFile, options.onProgress);
-  return loadUserLines(p, options.onProgress);
+  if (/\.(csv|tsv)$/i.test(p)) return loadInteractions(p, options.itemsFile, load);
+  return loadUserLines(p, load);
+}
+
+/** The source's stat: ENOENT says what --dataset accepts; devices, FIFOs and sockets are refused (EINVAL). */
+function sourceStat(source: string): fs.Stats {
+  try {
+    return statSource(path.resolve(source));
+  } catch (e) {
+    if ((e as MorecError).code === 'ENOENT') throw new MorecError('ENOENT', `Expected 'synthetic' or an existing file or folder for dataset but received '${source}'`);
+    throw e;
+  }
 }
 
 function hashFile(h: crypto.Hash, file: string): void {
-  const fd = fs.openSync(file, 'r');
+  const { fd } = openRegularFile(file);
   const buf = Buffer.alloc(1 << 20);
   try {
     for (;;) {
@@ -104,24 +158,45 @@ function hashFile(h: crypto.Hash, file: string): void {
       if (n === 0) break;
       h.update(buf.subarray(0, n));
     }
+  } catch (e) {
+    throw fsError(e, file);
   } finally {
     fs.closeSync(fd);
   }
 }
 
-/** Files a source consists of, for fingerprinting before anything is parsed. */
+/** Files a source consists of, for fingerprinting before anything is parsed (checked to be regular files). */
 function sourceFiles(source: string, itemsFile?: string): string[] {
   if (source === 'synthetic') return [];
   const p = path.resolve(source);
-  if (!fs.existsSync(p)) return [];
-  const files = fs.statSync(p).isDirectory() ? fs.readdirSync(p).filter((f) => !f.startsWith('.')).map((f) => path.join(p, f)).filter((f) => fs.statSync(f).isFile()) : [p];
+  const files = sourceStat(source).isDirectory()
+    ? listFolder(p)
+        .filter((f) => !f.startsWith('.'))
+        .map((f) => path.join(p, f))
+        .filter((f) => {
+          try {
+            return fs.statSync(f).isFile();
+          } catch {
+            return false; // a dangling link or an entry removed meanwhile: not part of any layout
+          }
+        })
+    : [p];
   if (itemsFile) files.push(path.resolve(itemsFile));
   return files.sort();
 }
 
 export function fingerprint(source: string, options: PrepareOptions): string {
   const h = crypto.createHash('sha256');
-  h.update(JSON.stringify({ v: CACHE_VERSION, source: source === 'synthetic' ? 'synthetic' : 'files', minSeqLen: options.minSeqLen ?? 5, maxLen: options.maxLen ?? 0, synthetic: source === 'synthetic' ? options.synthetic ?? {} : undefined }));
+  h.update(
+    JSON.stringify({
+      v: PREPARE_VERSION,
+      source: source === 'synthetic' ? 'synthetic' : 'files',
+      minSeqLen: options.minSeqLen ?? 5,
+      maxLen: options.maxLen ?? 0,
+      keepDuplicates: options.keepDuplicates ?? false,
+      synthetic: source === 'synthetic' ? options.synthetic ?? {} : undefined,
+    }),
+  );
   for (const f of sourceFiles(source, options.itemsFile)) {
     h.update(path.basename(f));
     hashFile(h, f);
@@ -140,37 +215,187 @@ function popularityOf(seqs: Sequences): Int32Array {
   return pop;
 }
 
-function writeArray(file: string, a: Int32Array): void {
-  fs.writeFileSync(file, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+function bytesOf(a: Int32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-function readArray(file: string): Int32Array {
-  const b = fs.readFileSync(file);
-  return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+function sha256(b: Uint8Array): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+
+interface ArrayRecord {
+  bytes: number;
+  sha256: string;
+}
+
+/** Reads a cached array and checks it against its record; returns why it is unusable, or the array. */
+function readVerified(dir: string, name: string, rec: ArrayRecord | undefined): Int32Array | string {
+  if (!rec || typeof rec.bytes !== 'number' || typeof rec.sha256 !== 'string') return `${name} not recorded in meta.json`;
+  let b: Buffer;
+  try {
+    b = fs.readFileSync(path.join(dir, name));
+  } catch (e) {
+    return `${name} ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `unreadable (${(e as Error).message})`}`;
+  }
+  if (b.byteLength < rec.bytes) return `${name} truncated: ${b.byteLength} of ${rec.bytes} bytes`;
+  if (b.byteLength > rec.bytes) return `${name} has ${b.byteLength} bytes, expected ${rec.bytes}`;
+  if (sha256(b) !== rec.sha256) return `${name} sha256 mismatch`;
+  // Int32Array needs 4-byte alignment, which a small (pooled) Buffer does not promise: copy only then
+  if (b.byteOffset % 4 === 0) return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+type CachedMeta = Omit<Dataset, 'sequences' | 'popularity' | 'cacheDir' | 'report'> & {
+  version: number;
+  report: Omit<LoadReport, 'cache'>;
+  arrays: Record<string, ArrayRecord>;
+};
+
+/** Opens a verified cache entry, or says why it cannot be used. */
+function openCached(dir: string, fp: string): Dataset | string {
+  let meta: CachedMeta;
+  try {
+    meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
+  } catch (e) {
+    return `meta.json unreadable (${(e as Error).message})`;
+  }
+  if (meta.version !== CACHE_VERSION) return `cache version ${meta.version}, expected ${CACHE_VERSION}`;
+  if (meta.fingerprint !== fp) return 'fingerprint mismatch';
+  if (!meta.report || !Array.isArray(meta.itemIds)) return 'meta.json incomplete';
+  const arrays: Int32Array[] = [];
+  for (const name of ARRAY_FILES) {
+    const a = readVerified(dir, name, meta.arrays?.[name]);
+    if (typeof a === 'string') return a;
+    arrays.push(a);
+  }
+  const [offsets, items, popularity] = arrays;
+  let sequences: Sequences;
+  try {
+    sequences = new Sequences(offsets, items, meta.itemIds.length);
+  } catch (e) {
+    return `arrays inconsistent (${(e as Error).message})`;
+  }
+  const { version: _v, arrays: _a, report, ...rest } = meta;
+  return { ...rest, sequences, popularity, report: { ...report, cache: `hit (${ARRAY_FILES.length} arrays verified, sha256)` }, cacheDir: dir };
+}
+
+/** Writes the arrays and meta.json into a temp folder, then renames it into place. Returns an error text on failure. */
+function writeCache(dir: string, dataset: Dataset): string | undefined {
+  const tmp = dir + tempSuffix();
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.mkdirSync(tmp, { recursive: true });
+    const arrays: Record<string, ArrayRecord> = {};
+    const data: Record<(typeof ARRAY_FILES)[number], Int32Array> = {
+      'offsets.i32': dataset.sequences.offsets,
+      'items.i32': dataset.sequences.items,
+      'popularity.i32': dataset.popularity,
+    };
+    for (const name of ARRAY_FILES) {
+      const b = bytesOf(data[name]);
+      fs.writeFileSync(path.join(tmp, name), b);
+      arrays[name] = { bytes: b.byteLength, sha256: sha256(b) };
+    }
+    const { sequences: _s, popularity: _p, cacheDir: _c, report, ...rest } = dataset;
+    const { cache: _cache, ...storedReport } = report;
+    const meta: CachedMeta = { version: CACHE_VERSION, ...rest, report: storedReport, arrays };
+    fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta));
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(tmp, dir);
+    return undefined;
+  } catch (e) {
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // nothing was created
+    }
+    return fsError(e, dir, 'write').message;
+  }
+}
+
+function countRepeats(seqs: Sequences): { consecutiveRepeats: number; testRepeatsValidation: number } {
+  let consecutiveRepeats = 0, testRepeatsValidation = 0;
+  const { offsets, items } = seqs;
+  for (let u = 0; u < seqs.users; u++) {
+    for (let i = offsets[u] + 1; i < offsets[u + 1]; i++) if (items[i] === items[i - 1]) consecutiveRepeats++;
+    const end = offsets[u + 1];
+    if (end - offsets[u] >= 2 && items[end - 1] === items[end - 2]) testRepeatsValidation++;
+  }
+  return { consecutiveRepeats, testRepeatsValidation };
+}
+
+/** The strict check: anything the loader dropped as a duplicate or guessed is an error naming what and where. */
+function enforceStrict(report: LoadReport, source: string): void {
+  const problems: string[] = [];
+  if (report.duplicatesDropped > 0)
+    problems.push(
+      `${report.duplicatesDropped} duplicate ${report.rowUnit} dropped (${report.duplicateRule}; first: ${report.firstDuplicate}); remove them from the data or pass keepDuplicates (--keep-duplicates) to keep them`,
+    );
+  for (const g of report.guessed) problems.push(`guessed ${g}`);
+  if (problems.length) throw new MorecError('EFORMAT', `strict: ${source}: ${problems.join('; ')}`);
+}
+
+/** The load report as short lines for a terminal (morec data, morec train). */
+export function formatLoadReport(r: LoadReport): string[] {
+  const lines: string[] = [];
+  lines.push(`read ${r.rowsRead} ${r.rowUnit} (${r.format}; header: ${r.headerDetected})`);
+  if (r.duplicatesFound === 0) lines.push(`duplicates: 0 (${r.duplicateRule})`);
+  else if (r.duplicatesDropped > 0) lines.push(`duplicates: dropped ${r.duplicatesDropped} (${r.duplicateRule}); first: ${r.firstDuplicate}; --keep-duplicates keeps them`);
+  else lines.push(`duplicates: kept ${r.duplicatesFound} (--keep-duplicates; ${r.duplicateRule}); first: ${r.firstDuplicate}`);
+  lines.push(
+    `preprocessing: ${r.usersRead} users, ${r.itemsRead} items, ${r.interactionsRead} interactions read; dropped ${r.usersDropped} users with fewer than ${r.minSeqLen} interactions (${r.interactionsOfDroppedUsers} interactions), ` +
+      `${r.interactionsBeyondWindow} interactions before ${r.maxLen > 0 ? `each user's last ${r.maxLen + 3}` : 'the window (none: maxLen 0)'}, ${r.itemsDropped} items no longer used`,
+  );
+  lines.push(`consecutive repeats (same item twice in a row, kept): ${r.consecutiveRepeats}; users whose test item repeats their validation item: ${r.testRepeatsValidation}`);
+  for (const g of r.guessed) lines.push(`guessed: ${g}`);
+  lines.push(`cache: ${r.cache}`);
+  return lines;
 }
 
 export async function prepareDataset(source: string, options: PrepareOptions = {}): Promise<Dataset> {
   const minSeqLen = options.minSeqLen ?? 5;
   const maxLen = options.maxLen ?? 0;
+  const keepDuplicates = options.keepDuplicates ?? false;
+  if (source !== 'synthetic') sourceStat(source);
+  if (options.itemsFile) statSource(path.resolve(options.itemsFile));
   const fp = fingerprint(source, options);
   const name = datasetName(source);
   const cacheRoot = options.cacheDir === false ? undefined : options.cacheDir ?? defaultCacheDir();
-  const dir = cacheRoot ? path.join(cacheRoot, 'datasets', `${name}-${fp.slice(0, 16)}`) : undefined;
-  if (dir && fs.existsSync(path.join(dir, 'meta.json'))) {
-    try {
-      const meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
-      if (meta.fingerprint === fp) {
-        const sequences = new Sequences(readArray(path.join(dir, 'offsets.i32')), readArray(path.join(dir, 'items.i32')), meta.itemIds.length);
-        return { ...meta, sequences, popularity: readArray(path.join(dir, 'popularity.i32')), cacheDir: dir };
-      }
-    } catch {
-      // a damaged cache entry is rebuilt below
+  const datasetsRoot = cacheRoot ? path.join(cacheRoot, 'datasets') : undefined;
+  const dir = datasetsRoot ? path.join(datasetsRoot, `${name}-${fp.slice(0, 16)}`) : undefined;
+  const removed = datasetsRoot ? cleanStaleTemps(datasetsRoot) : 0;
+  const cleaned = removed ? `; removed ${removed} stale temp folder${removed > 1 ? 's' : ''} of interrupted builds` : '';
+  let cacheState = dir ? 'built' : 'off';
+  if (dir && fs.existsSync(dir)) {
+    const cached = openCached(dir, fp);
+    if (typeof cached !== 'string') {
+      cached.report.cache += cleaned;
+      if (options.strict) enforceStrict(cached.report, source);
+      return cached;
     }
+    cacheState = `rebuilt (${cached})`;
   }
   const raw = await loadRaw(source, options);
   const rawSeqs = new Sequences(raw.offsets, raw.items, raw.itemIds.length);
   const pre = preprocess(rawSeqs, { minSeqLen, maxLen });
   const pick = <T>(a: T[] | undefined) => (a ? Array.from(pre.itemMap, (old) => a[old - 1]) : undefined);
+  let interactionsOfKept = 0;
+  for (const u of pre.keptUsers) interactionsOfKept += raw.offsets[u + 1] - raw.offsets[u];
+  const report: LoadReport = {
+    format: raw.format,
+    ...raw.report,
+    usersRead: raw.userIds.length,
+    itemsRead: raw.itemIds.length,
+    interactionsRead: raw.items.length,
+    minSeqLen,
+    maxLen,
+    usersDropped: raw.userIds.length - pre.keptUsers.length,
+    interactionsOfDroppedUsers: raw.items.length - interactionsOfKept,
+    interactionsBeyondWindow: interactionsOfKept - pre.sequences.items.length,
+    itemsDropped: raw.itemIds.length - pre.itemMap.length,
+    ...countRepeats(pre.sequences),
+    cache: cacheState,
+  };
   const dataset: Dataset = {
     name,
     format: raw.format,
@@ -182,20 +407,15 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
     image: pick(raw.image ?? undefined) as (string | null)[] | undefined,
     popularity: popularityOf(pre.sequences),
     sources: raw.files,
-    options: { minSeqLen, maxLen },
+    options: { minSeqLen, maxLen, keepDuplicates },
+    report,
   };
   if (dir) {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    fs.mkdirSync(tmp, { recursive: true });
-    writeArray(path.join(tmp, 'offsets.i32'), dataset.sequences.offsets);
-    writeArray(path.join(tmp, 'items.i32'), dataset.sequences.items);
-    writeArray(path.join(tmp, 'popularity.i32'), dataset.popularity);
-    const { sequences: _s, popularity: _p, cacheDir: _c, ...meta } = dataset;
-    fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta));
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
-    dataset.cacheDir = dir;
+    const failed = writeCache(dir, dataset);
+    if (failed) report.cache = `not written (${failed})`;
+    else dataset.cacheDir = dir;
   }
+  report.cache += cleaned;
+  if (options.strict) enforceStrict(report, source);
   return dataset;
 }

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../util/random';
 import { SyntheticItem } from './synthetic';
+import { cleanStaleTemps, tempSuffix } from './temps';
 
 const SIZE = 64;
 const PALETTE: Array<[number, number, number]> = [
@@ -49,12 +50,13 @@ export function drawItemImage(item: SyntheticItem, seed: number): Buffer {
 /** Writes <dir>/<item id>.png for every item that has no image there yet; returns the paths in item order. */
 export async function renderSyntheticImages(items: SyntheticItem[], dir: string, seed: number): Promise<string[]> {
   fs.mkdirSync(dir, { recursive: true });
+  cleanStaleTemps(dir);
   const paths = items.map((it) => path.join(dir, `${it.id}.png`));
   const todo = items.map((_, i) => i).filter((i) => !fs.existsSync(paths[i]));
   for (let b = 0; b < todo.length; b += 64) {
     await Promise.all(
       todo.slice(b, b + 64).map(async (i) => {
-        const tmp = `${paths[i]}.tmp-${process.pid}`;
+        const tmp = paths[i] + tempSuffix();
         await sharp(drawItemImage(items[i], seed * 1000003 + i), { raw: { width: SIZE, height: SIZE, channels: 3 } }).png().toFile(tmp);
         fs.renameSync(tmp, paths[i]);
       }),

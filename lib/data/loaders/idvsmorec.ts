@@ -6,20 +6,20 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from '../../errors';
-import { Progress, RawData, readLines, formatError } from '../raw';
+import { listFolder, LoadOptions, RawData, readLines, formatError } from '../raw';
 import { loadUserLines } from './user_lines';
 
 export function findIdVsMoRec(dir: string): { users: string; items: string } | undefined {
-  const names = fs.readdirSync(dir);
+  const names = listFolder(dir);
   const users = names.filter((f) => /users\.tsv$/.test(f));
   const items = names.filter((f) => /items\.tsv$/.test(f));
   return users.length === 1 && items.length === 1 ? { users: path.join(dir, users[0]), items: path.join(dir, items[0]) } : undefined;
 }
 
-export async function loadIdVsMoRec(dir: string, onProgress?: Progress): Promise<RawData> {
+export async function loadIdVsMoRec(dir: string, options: LoadOptions = {}): Promise<RawData> {
   const found = findIdVsMoRec(dir);
   if (!found) throw new MorecError('EINVAL', `${dir}: expected one '*users.tsv' and one '*items.tsv' (IDvs.MoRec layout)`);
-  const raw = await loadUserLines(found.users, onProgress, 'idvsmorec');
+  const raw = await loadUserLines(found.users, options, 'idvsmorec');
   raw.files.push(found.items);
   const index = new Map(raw.itemIds.map((id, i) => [id, i + 1]));
   const text: (string | null)[] = new Array(raw.itemIds.length).fill(null);
@@ -27,7 +27,7 @@ export async function loadIdVsMoRec(dir: string, onProgress?: Progress): Promise
   const imageDir = path.join(dir, 'images');
   let hasText = false;
   const known = new Set<string>();
-  for await (const { line, lineNo } of readLines(found.items)) {
+  for await (const { line, lineNo } of readLines(found.items, options.onProgress)) {
     if (!line.trim()) continue;
     const f = line.split('\t');
     const id = f[0].trim();
