@@ -39,7 +39,7 @@ test('morec train writes a run folder whose checkpoint morec eval reproduces exa
   const r = morec('train', '--scale', '0.25', '--epochs', '3', '--name', 'r1', '--runs-dir', runs, '--quiet', '--threads', '2');
   assert.equal(r.status, 0, r.stderr);
   const dir = path.join(runs, 'r1');
-  for (const f of ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint/model.safetensors', 'checkpoint/checkpoint.json']) assert.ok(fs.existsSync(path.join(dir, f)), f);
+  for (const f of ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint/checkpoint.json', 'last/checkpoint.json']) assert.ok(fs.existsSync(path.join(dir, f)), f);
   const lines = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 3);
   for (const l of lines) for (const k of ['epoch', 'loss', 'valid HR@10', 'valid NDCG@10', 'trainSeconds']) assert.ok(k in l, k);
@@ -71,14 +71,14 @@ test('morec data summarises a data set', () => {
   assert.ok(s.sequenceLength.min >= 5);
 });
 
-test('argument errors are one clear line and exit code 1', () => {
+test('argument errors are one clear line and exit code 2 (bad usage)', () => {
   const bad = morec('train', '--d', '-3', '--quiet');
-  assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /^EINVAL: Expected a positive integer for d but received -3$/m);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^EUSAGE: Expected a positive integer for d but received -3$/m);
   const none = morec();
-  assert.equal(none.status, 1);
+  assert.equal(none.status, 2);
   assert.match(none.stderr, /Expected a command/);
   const badConfig = morec('train', '--config', '/nonexistent.json', '--quiet');
-  assert.equal(badConfig.status, 1);
+  assert.equal(badConfig.status, 2);
   assert.match(badConfig.stderr, /nonexistent\.json: cannot read the config/);
 });

@@ -56,10 +56,19 @@ test('train.js --help documents the options; unknown options and bad values fail
   assert.equal(help.status, 0);
   for (const opt of ['--dataset', '--models', '--epochs', '--out', '--seed', '--threads', '--patience', '--quiet', '--text-encoder', '--tokenizer']) assert.ok(help.stdout.includes(opt), opt);
   const bad = runTrainJs(['--bogus'], cache);
-  assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /Unknown argument: bogus/);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^EUSAGE: Unknown argument: bogus/);
+  for (const [args, re] of [
+    [['--models', ','], /EUSAGE: Expected at least one model for --models/],
+    [['--scale', '0'], /EUSAGE: Expected a number in \[0\.01, 1000\] for --scale but received 0/],
+    [['--epochs', '0'], /EUSAGE: Expected a positive integer for --epochs but received 0/],
+  ] as const) {
+    const r = runTrainJs([...args], cache);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.match(r.stderr, re);
+  }
   const badModel = runTrainJs(['--models', 'sasrec-bert', '--epochs', '1'], cache);
-  assert.equal(badModel.status, 1);
+  assert.equal(badModel.status, 2);
   assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text but received 'sasrec-bert'/);
   const badData = runTrainJs(['--dataset', '/nonexistent/data'], cache);
   assert.equal(badData.status, 1);

@@ -28,6 +28,8 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
   const log = args.quiet ? undefined : (line: string) => console.log(line);
   const models = args.models.split(',').map((s) => s.trim()).filter(Boolean);
   if (models.length === 0) throw new MorecError('EUSAGE', `Expected at least one model for --models (${Object.keys(MODEL_PRESETS).join(', ')}) but received '${args.models}'`);
+  for (const m of models)
+    if (!(m in MODEL_PRESETS)) throw new MorecError('EUSAGE', `Expected models from ${Object.keys(MODEL_PRESETS).join(', ')} but received '${m}'`);
   const check = (ok: boolean, what: string, value: unknown) => {
     if (!ok) throw new MorecError('EUSAGE', `Expected ${what} but received ${value}`);
   };
