@@ -16,9 +16,9 @@ export type Backbone = 'sasrec' | 'dssm';
 
 /** A model's configuration: backbone and numItems are required, the rest has defaults (see NativeModelConfig). */
 export type ModelConfig = Partial<NativeModelConfig> & Pick<NativeModelConfig, 'backbone' | 'numItems'>;
-export type EpochOptions = NativeEpochOptions;
+export type EpochOptions = NativeEpochOptions & JobOptions;
 export type EpochResult = NativeEpochResult;
-export type EvaluateOptions = NativeEvalOptions;
+export type EvaluateOptions = NativeEvalOptions & JobOptions;
 
 export type { CheckpointInfo };
 

@@ -51,7 +51,7 @@ export interface NativeModelConfig {
   /** DSSM user MLP depth (0 = the embedding itself). */
   dssmDepth: number;
   seed: number;
-  /** Intra-op threads; default: all cores. */
+  /** Intra-op threads of this model's jobs, at most (the process budget, setThreads, applies too); default: all cores. */
   threads: number;
   /** 'cpu' (default) or 'cuda' / 'cuda:N' with a CUDA build of libtorch. */
   device: string;
@@ -135,6 +135,8 @@ export interface NativeModel {
   evaluate(seqs: NativeSequences, options: NativeEvalOptions, onProgress?: (done: number, total: number) => void): Promise<Int32Array>;
   encodeSequences(inputIds: Int32Array, rows: number): Float32Array;
   itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array>;
+  /** Stops the running or queued job at its next batch (it rejects with EABORT); no effect when idle. */
+  cancel(): void;
   loadEncoderWeights(file: string): NativeImportReport;
   encoderHiddenStates(items: Int32Array): NamedTensor;
   parameters(): Record<string, NamedTensor>;
@@ -162,6 +164,9 @@ export interface NativeAddon {
   /** The model config's fields, from the core's one list (native/models/model_config.h). */
   configSchema(): ConfigSchema;
   torchInfo(): { version: string; cuda: boolean; cudaDevices: number; threads: number; parallel: string };
+  /** Sets the process-wide thread budget (clamped to [1, cores]); returns the budget in force. */
+  setThreads(threads: number): number;
+  getThreads(): { threads: number; cores: number };
 }
 
 const root = path.resolve(__dirname, '..', '..');

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "eval/ranker.h"
 #include "item_store_wrap.h"
+#include "job_queue.h"
 #include "model_wrap.h"
 #include "sequences_wrap.h"
 #include "train/negative_sampler.h"
@@ -92,6 +93,23 @@ static Napi::Value torchInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The process-wide thread budget shared by every model's jobs: setThreads(n) -> the budget in force (n clamped
+// to [1, cores]); getThreads() -> { threads, cores }.
+static Napi::Value setThreads(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object holder = Napi::Object::New(info.Env());
+    holder.Set("threads", info.Length() ? info[0] : info.Env().Undefined());
+    return Napi::Number::New(info.Env(), setThreadBudget(readInt(holder, "threads", -1, 1, INT32_MAX)));
+  });
+}
+
+static Napi::Value getThreads(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("threads", threadBudget());
+  o.Set("cores", availableCores());
+  return o;
+}
+
 // The model config's fields (type, range, choices), from the one list in model_config.h.
 static Napi::Value configSchema(const Napi::CallbackInfo& info) { return ModelConfig::schema(info.Env()); }
 
@@ -111,6 +129,11 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("sampleNegatives", Napi::Function::New(env, sampleNegatives, "sampleNegatives"));
   exports.Set("torchInfo", Napi::Function::New(env, torchInfo, "torchInfo"));
   exports.Set("configSchema", Napi::Function::New(env, configSchema, "configSchema"));
+  exports.Set("setThreads", Napi::Function::New(env, setThreads, "setThreads"));
+  exports.Set("getThreads", Napi::Function::New(env, getThreads, "getThreads"));
+  // A worker thread's environment going away takes its queued jobs with it and stops its running one.
+  napi_env raw = env;
+  env.AddCleanupHook([raw] { JobQueue::instance().dropOwner(raw); });
   return exports;
 }
 

@@ -3,9 +3,14 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <thread>
 
 namespace morec {
 
@@ -141,8 +146,34 @@ void releaseFreeMemory() {
 #endif
 }
 
+int availableCores() {
+  static const int cores = [] {
+    int n = int(std::max(1u, std::thread::hardware_concurrency()));
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) n = std::min(n, CPU_COUNT(&set));
+#endif
+    return n;
+  }();
+  return cores;
+}
+
+static std::atomic<int> budget{0};  // 0: not set, all cores
+
+int setThreadBudget(int64_t threads) {
+  const int n = int(std::clamp<int64_t>(threads, 1, availableCores()));
+  budget = n;
+  return n;
+}
+
+int threadBudget() {
+  const int b = budget.load();
+  return b > 0 ? b : availableCores();
+}
+
 void useThreads(int64_t threads) {
-  if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(int(threads));
+  const int n = int(threads > 0 ? std::min<int64_t>(threads, threadBudget()) : threadBudget());
+  if (at::get_num_threads() != n) at::set_num_threads(n);
 }
 
 }  // namespace morec

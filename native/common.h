@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -58,8 +59,24 @@ Napi::TypedArrayOf<float> readFloat32Array(const Napi::Value& v, const char* nam
 // the tensor alive until it is garbage collected.
 Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t);
 
-// Sets libtorch's intra-op threads for the calling thread (OpenMP keeps this per thread).
+// Cores this process may use: its CPU affinity, never more than std::thread::hardware_concurrency().
+int availableCores();
+// The process-wide thread budget that every model's jobs share (setThreads in JS); default: all cores.
+// Clamped to [1, availableCores()]; returns the budget now in force.
+int setThreadBudget(int64_t threads);
+int threadBudget();
+
+// Sets libtorch's intra-op threads for the calling thread (OpenMP keeps this per thread): `threads` (a
+// model's config; 0 = no limit of its own), never more than the process budget.
 void useThreads(int64_t threads);
+
+// Stops a job at a batch boundary once its model's cancel flag is set (an AbortSignal fired in JS):
+// "aborted at batch 12 of 40".
+inline void stopIfCancelled(const std::atomic<bool>& cancel, const char* unit, int64_t done, int64_t total) {
+  if (cancel.load(std::memory_order_relaxed))
+    throw MorecException("EABORT", std::string("aborted at ") + unit + " " + std::to_string(done) + " of " +
+                                       std::to_string(total));
+}
 
 // Hands memory the allocator holds but no longer uses back to the system (glibc keeps freed blocks of its
 // per-thread arenas: without this, RSS grew by about 1 GiB per text-tower epoch until it plateaued).

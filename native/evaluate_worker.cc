@@ -2,15 +2,13 @@
 
 namespace morec {
 
-EvaluateWorker::EvaluateWorker(Napi::Env env, std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs,
-                               EvalOptions options, Napi::Function onProgress)
-    : PromiseWorker(env, "morec.evaluate", std::move(core), onProgress), seqs_(std::move(seqs)), options_(options) {}
+EvaluateWorker::EvaluateWorker(std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs,
+                               EvalOptions options)
+    : PromiseWorker("morec.evaluate", std::move(core)), seqs_(std::move(seqs)), options_(options) {}
 
-void EvaluateWorker::run(const Progress& progress) {
-  ranks_ = Evaluator::ranks(*core_->model, *seqs_, options_, [&](int64_t done, int64_t total) {
-    EvalProgressMessage m{done, total};
-    progress.Send(&m, 1);
-  });
+void EvaluateWorker::run() {
+  ranks_ = Evaluator::ranks(
+      *core_->model, *seqs_, options_, [&](int64_t done, int64_t total) { report({done, total}); }, core_->cancel);
   releaseFreeMemory();
 }
 

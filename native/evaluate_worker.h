@@ -1,4 +1,4 @@
-// One evaluation pass on the libuv thread pool; resolves an Int32Array of 0-based ranks (-1 = user not
+// One evaluation pass on the job thread; resolves an Int32Array of 0-based ranks (-1 = user not
 // evaluated), reports (usersDone, usersTotal).
 #pragma once
 
@@ -13,11 +13,10 @@ struct EvalProgressMessage {
 
 class EvaluateWorker : public PromiseWorker<EvalProgressMessage> {
  public:
-  EvaluateWorker(Napi::Env env, std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs,
-                 EvalOptions options, Napi::Function onProgress);
+  EvaluateWorker(std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs, EvalOptions options);
 
  protected:
-  void run(const Progress& progress) override;
+  void run() override;
   Napi::Value result(Napi::Env env) override;
   std::vector<napi_value> progressArgs(Napi::Env env, const EvalProgressMessage& p) override;
 

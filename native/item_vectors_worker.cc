@@ -2,15 +2,16 @@
 
 namespace morec {
 
-void ItemVectorsWorker::run(const Progress& progress) {
+void ItemVectorsWorker::run() {
   auto& model = *core_->model;
+  stopIfCancelled(core_->cancel, "item", 0, model.config().numItems);
   useThreads(model.config().threads);
   torch::NoGradGuard noGrad;
   model.eval();
   table_ = model.itemTower()
                .embedAll([&](int64_t done, int64_t total) {
-                 ItemVectorsProgress m{done, total};
-                 progress.Send(&m, 1);
+                 report({done, total});
+                 if (done < total) stopIfCancelled(core_->cancel, "item", done, total);
                })
                .to(torch::kCPU, torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
 }

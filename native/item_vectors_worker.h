@@ -1,4 +1,4 @@
-// The whole item table ([numItems + 1, d], row 0 = padding) computed on the libuv thread pool: an encoder
+// The whole item table ([numItems + 1, d], row 0 = padding) computed on the job thread: an encoder
 // tower encodes every item here, so it must not block the event loop. Resolves a Float32Array copy (later
 // training does not change it); reports (itemsDone, itemsTotal).
 #pragma once
@@ -13,11 +13,10 @@ struct ItemVectorsProgress {
 
 class ItemVectorsWorker : public PromiseWorker<ItemVectorsProgress> {
  public:
-  ItemVectorsWorker(Napi::Env env, std::shared_ptr<ModelCore> core, Napi::Function onProgress)
-      : PromiseWorker(env, "morec.itemVectors", std::move(core), onProgress) {}
+  explicit ItemVectorsWorker(std::shared_ptr<ModelCore> core) : PromiseWorker("morec.itemVectors", std::move(core)) {}
 
  protected:
-  void run(const Progress& progress) override;
+  void run() override;
   Napi::Value result(Napi::Env env) override;
   std::vector<napi_value> progressArgs(Napi::Env env, const ItemVectorsProgress& p) override;
 

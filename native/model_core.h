@@ -1,7 +1,10 @@
 // What a JS Model object owns, shared with the async workers that run on it (so a model collected by
-// JS while an epoch runs stays alive until the epoch ends). `busy` is touched on the JS thread only.
+// JS while an epoch runs stays alive until the epoch ends). `busy` is touched on the JS thread only;
+// `cancel` is set by Model.cancel() (an AbortSignal) or a dying environment, cleared when a job is queued,
+// and read by the job thread at every batch.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -14,6 +17,7 @@ struct ModelCore {
   std::shared_ptr<Recommender> model;
   std::unique_ptr<Trainer> trainer;
   bool busy = false;
+  std::atomic<bool> cancel{false};
   // A copy of every parameter (snapshotWeights), e.g. the best epoch's, kept natively: never through JS.
   std::vector<torch::Tensor> snapshot;
 };

@@ -17,6 +17,7 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                      {InstanceAccessor<&ModelWrap::config>("config"),
                       InstanceMethod<&ModelWrap::trainEpoch>("trainEpoch"),
                       InstanceMethod<&ModelWrap::evaluate>("evaluate"),
+                      InstanceMethod<&ModelWrap::cancel>("cancel"),
                       InstanceMethod<&ModelWrap::encodeSequences>("encodeSequences"),
                       InstanceMethod<&ModelWrap::itemVectors>("itemVectors"),
                       InstanceMethod<&ModelWrap::encoderHiddenStates>("encoderHiddenStates"),
@@ -78,9 +79,8 @@ Napi::Value ModelWrap::trainEpoch(const Napi::CallbackInfo& info) {
     opt.bucketByLength = readBool(o, "bucketByLength", opt.bucketByLength);
     opt.maxBatches = readInt(o, "maxBatches", 0, 0, INT32_MAX);
     opt.progressEvery = readInt(o, "progressEvery", opt.progressEvery, 1, INT32_MAX);
-    auto* w = new TrainEpochWorker(info.Env(), core_, seqs, opt, optionalFunction(info, 2, "onProgress"));
-    w->Queue();
-    return w->promise();
+    Napi::Function onProgress = optionalFunction(info, 2, "onProgress");
+    return std::make_shared<TrainEpochWorker>(core_, seqs, opt)->start(info.Env(), onProgress);
   });
 }
 
@@ -102,9 +102,8 @@ Napi::Value ModelWrap::evaluate(const Napi::CallbackInfo& info) {
     opt.seed = readInt(o, "seed", 0, 0, INT32_MAX);
     opt.batchSize = readInt(o, "batchSize", opt.batchSize, 1, 1 << 20);
     opt.chunkRows = readInt(o, "chunkRows", opt.chunkRows, 1, 1 << 20);
-    auto* w = new EvaluateWorker(info.Env(), core_, seqs, opt, optionalFunction(info, 2, "onProgress"));
-    w->Queue();
-    return w->promise();
+    Napi::Function onProgress = optionalFunction(info, 2, "onProgress");
+    return std::make_shared<EvaluateWorker>(core_, seqs, opt)->start(info.Env(), onProgress);
   });
 }
 
@@ -136,10 +135,16 @@ Napi::Value ModelWrap::encodeSequences(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::itemVectors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    auto* w = new ItemVectorsWorker(info.Env(), core_, optionalFunction(info, 0, "onProgress"));
-    w->Queue();
-    return w->promise();
+    Napi::Function onProgress = optionalFunction(info, 0, "onProgress");
+    return std::make_shared<ItemVectorsWorker>(core_)->start(info.Env(), onProgress);
   });
+}
+
+// Stops the running (or queued) job at its next batch; it then rejects with EABORT. Without a job: no effect
+// (the flag is cleared when the next job is queued).
+Napi::Value ModelWrap::cancel(const Napi::CallbackInfo& info) {
+  if (core_) core_->cancel = true;
+  return info.Env().Undefined();
 }
 
 static TextItemTower& textTower(ModelCore& core, const char* method) {

@@ -1,5 +1,6 @@
 // JS class `Model`: a recommender (backbone + item tower) and its optimizer. Training epochs and
-// evaluation passes are async (Promises, progress callbacks); the small inspection methods are sync.
+// evaluation passes are async (Promises, progress callbacks, cancel()) and run on the job thread; the small
+// inspection methods are sync.
 #pragma once
 
 #include <memory>
@@ -18,6 +19,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value config(const Napi::CallbackInfo& info);
   Napi::Value trainEpoch(const Napi::CallbackInfo& info);
   Napi::Value evaluate(const Napi::CallbackInfo& info);
+  Napi::Value cancel(const Napi::CallbackInfo& info);
   Napi::Value encodeSequences(const Napi::CallbackInfo& info);
   Napi::Value itemVectors(const Napi::CallbackInfo& info);
   Napi::Value encoderHiddenStates(const Napi::CallbackInfo& info);

@@ -2,6 +2,7 @@
   "sources": [
     "addon.cc",
     "common.cc",
+    "job_queue.cc",
     "sequences_wrap.cc",
     "model_wrap.cc",
     "train_epoch_worker.cc",

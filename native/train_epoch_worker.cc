@@ -2,16 +2,13 @@
 
 namespace morec {
 
-TrainEpochWorker::TrainEpochWorker(Napi::Env env, std::shared_ptr<ModelCore> core,
-                                   std::shared_ptr<const SequenceData> seqs, EpochOptions options,
-                                   Napi::Function onProgress)
-    : PromiseWorker(env, "morec.trainEpoch", std::move(core), onProgress), seqs_(std::move(seqs)), options_(options) {}
+TrainEpochWorker::TrainEpochWorker(std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs,
+                                   EpochOptions options)
+    : PromiseWorker("morec.trainEpoch", std::move(core)), seqs_(std::move(seqs)), options_(options) {}
 
-void TrainEpochWorker::run(const Progress& progress) {
-  result_ = core_->trainer->runEpoch(*seqs_, options_, [&](int64_t done, int64_t total, double loss) {
-    EpochProgressMessage m{done, total, loss};
-    progress.Send(&m, 1);
-  });
+void TrainEpochWorker::run() {
+  result_ = core_->trainer->runEpoch(
+      *seqs_, options_, [&](int64_t done, int64_t total, double loss) { report({done, total, loss}); }, core_->cancel);
   releaseFreeMemory();
 }
 

@@ -1,4 +1,4 @@
-// One training epoch on the libuv thread pool; resolves { loss, batches, sequences, positions, steps,
+// One training epoch on the job thread; resolves { loss, batches, sequences, positions, steps,
 // optimizerSteps, seconds }, reports (batchesDone, batchesTotal, runningLoss).
 #pragma once
 
@@ -13,11 +13,10 @@ struct EpochProgressMessage {
 
 class TrainEpochWorker : public PromiseWorker<EpochProgressMessage> {
  public:
-  TrainEpochWorker(Napi::Env env, std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs,
-                   EpochOptions options, Napi::Function onProgress);
+  TrainEpochWorker(std::shared_ptr<ModelCore> core, std::shared_ptr<const SequenceData> seqs, EpochOptions options);
 
  protected:
-  void run(const Progress& progress) override;
+  void run() override;
   Napi::Value result(Napi::Env env) override;
   std::vector<napi_value> progressArgs(Napi::Env env, const EpochProgressMessage& p) override;
 

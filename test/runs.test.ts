@@ -147,6 +147,28 @@ test('kill -9 at 30 random moments: checkpoints load whole or are refused, and r
   assert.ok(finished >= 1);
 });
 
+test('SIGINT and SIGTERM stop at the next batch with a whole checkpoint and exit 130/143; --resume then equals the uninterrupted run', async () => {
+  for (const [sig, status] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    const name = `signal-${sig}`;
+    const child = spawn(process.execPath, [cli, 'train', ...TRAIN.filter((a) => a !== '--quiet'), '--name', name, '--runs-dir', runs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (/epoch 1: loss/.test(stdout) && !child.killed) child.kill(sig); // during epoch 2 (or just before it)
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    assert.equal(code, status, stderr);
+    assert.match(stderr, new RegExp(`EABORT: ${sig}: training stopped .*The last whole checkpoint is after epoch \\d+; continue with: morec train .*--name ${name} --resume`));
+    const dir = path.join(runs, name);
+    assert.deepEqual(checkpointsWholeOrRefused(dir), { loaded: 2, refused: 0 });
+    const r = morec(['train', '--name', name, '--runs-dir', runs, '--resume', '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(outcome(dir), reference, sig);
+  }
+});
+
 test('morec eval refuses other data (exit 1, EMISMATCH) unless --force, which warns', () => {
   const dir = path.join(runs, 'ref');
   const other = morec(['eval', '--run', dir, '--dataset', 'synthetic', '--quiet']);

@@ -11,7 +11,8 @@
 namespace morec {
 
 std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
-                                      const std::function<void(int64_t, int64_t)>& progress) {
+                                      const std::function<void(int64_t, int64_t)>& progress,
+                                      const std::atomic<bool>& cancel) {
   const auto& cfg = model.config();
   model.checkSequences(seqs);
   useThreads(cfg.threads);
@@ -43,11 +44,15 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
   // The item table first (an encoder tower encodes every item once here), then users index it.
   // Progress counts the table's items, then the users: (done, numItems + users).
   const int64_t N = cfg.numItems;
+  stopIfCancelled(cancel, "item", 0, N);
   auto itemVectors = model.itemTower().embedAll([&](int64_t done, int64_t) {
     if (progress) progress(done, N + U);
+    if (done < N) stopIfCancelled(cancel, "item", done, N);
   });
   std::vector<torch::Tensor> parts;
+  const int64_t userBatches = (U + opt.batchSize - 1) / opt.batchSize;
   for (int64_t b = 0; b < U; b += opt.batchSize) {
+    stopIfCancelled(cancel, "user batch", b / opt.batchSize, userBatches);
     const int64_t n = std::min(opt.batchSize, U - b);
     parts.push_back(model.userVectors(builder.inference(sortedUsers.data() + b, n, opt.holdOut).to(model.device()), itemVectors));
     if (progress) progress(N + b + n, N + U);

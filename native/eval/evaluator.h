@@ -3,6 +3,7 @@
 // empty get rank -1 (not evaluated).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -21,11 +22,13 @@ struct EvalOptions {
   int64_t chunkRows = 1024;
 };
 
-// progress(done, total): total = numItems (the item table, encoded first) + evaluated users.
+// progress(done, total): total = numItems (the item table, encoded first) + evaluated users. Throws EABORT at
+// the next item-table or user batch once `cancel` is set.
 class Evaluator {
  public:
   static std::vector<int32_t> ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
-                                    const std::function<void(int64_t, int64_t)>& progress);
+                                    const std::function<void(int64_t, int64_t)>& progress,
+                                    const std::atomic<bool>& cancel);
 };
 
 }  // namespace morec

@@ -30,7 +30,8 @@ Trainer::Trainer(Recommender& model) : model_(model) {
   optimizer_ = std::make_unique<AdamW>(std::vector<ParamGroup>{encoder, rest});
 }
 
-EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt, const EpochProgress& progress) {
+EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt, const EpochProgress& progress,
+                              const std::atomic<bool>& cancel) {
   const auto& cfg = model_.config();
   model_.checkSequences(seqs);
   const auto t0 = std::chrono::steady_clock::now();
@@ -73,26 +74,34 @@ EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt,
   double lossSum = 0.0;
   const int64_t total = int64_t(batches.size());
   optimizer_->zeroGrad();
-  for (int64_t bi = 0; bi < total; ++bi) {
-    const auto [b, e] = batches[size_t(bi)];
-    Batch batch = builder.training(users.data() + b, e - b, sampler, negativeRng).to(model_.device());
-    auto loss = model_.trainingLoss(batch);
-    const double lossValue = loss.item<double>();
-    if (!std::isfinite(lossValue))
-      throw MorecException("ENONFINITE", "training loss became " + std::to_string(lossValue) + " at batch " +
-                                             std::to_string(bi) + " of epoch " + std::to_string(opt.epoch) +
-                                             " (try a lower learning rate)");
-    (opt.gradAccum > 1 ? loss / double(opt.gradAccum) : loss).backward();
-    if ((bi + 1) % opt.gradAccum == 0 || bi + 1 == total) {
-      optimizer_->step();
-      optimizer_->zeroGrad();
-      ++result.steps;
+  try {
+    for (int64_t bi = 0; bi < total; ++bi) {
+      stopIfCancelled(cancel, "batch", bi, total);
+      const auto [b, e] = batches[size_t(bi)];
+      Batch batch = builder.training(users.data() + b, e - b, sampler, negativeRng).to(model_.device());
+      auto loss = model_.trainingLoss(batch);
+      const double lossValue = loss.item<double>();
+      if (!std::isfinite(lossValue))
+        throw MorecException("ENONFINITE", "training loss became " + std::to_string(lossValue) + " at batch " +
+                                               std::to_string(bi) + " of epoch " + std::to_string(opt.epoch) +
+                                               " (try a lower learning rate)");
+      (opt.gradAccum > 1 ? loss / double(opt.gradAccum) : loss).backward();
+      if ((bi + 1) % opt.gradAccum == 0 || bi + 1 == total) {
+        optimizer_->step();
+        optimizer_->zeroGrad();
+        ++result.steps;
+      }
+      lossSum += lossValue;
+      result.sequences += e - b;
+      result.positions += batch.posIds.size(0);
+      ++result.batches;
+      if (progress && ((bi + 1) % opt.progressEvery == 0 || bi + 1 == total)) progress(bi + 1, total, lossSum / double(bi + 1));
     }
-    lossSum += lossValue;
-    result.sequences += e - b;
-    result.positions += batch.posIds.size(0);
-    ++result.batches;
-    if (progress && ((bi + 1) % opt.progressEvery == 0 || bi + 1 == total)) progress(bi + 1, total, lossSum / double(bi + 1));
+  } catch (...) {
+    // Gradients of an unfinished accumulation must not leak into the next epoch's first step.
+    optimizer_->zeroGrad();
+    model_.eval();
+    throw;
   }
   model_.eval();
   result.meanLoss = lossSum / double(std::max<int64_t>(1, result.batches));

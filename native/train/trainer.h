@@ -2,6 +2,7 @@
 // backward, AdamW step (with optional gradient accumulation) -- one call per epoch, no JS per step.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -36,7 +37,10 @@ using EpochProgress = std::function<void(int64_t, int64_t, double)>;
 class Trainer {
  public:
   explicit Trainer(Recommender& model);
-  EpochResult runEpoch(const SequenceData& seqs, const EpochOptions& opt, const EpochProgress& progress);
+  // Throws EABORT at the first batch boundary after `cancel` is set; a failed or aborted epoch leaves the
+  // model as between epochs (eval mode, no accumulated gradients), the steps already taken kept.
+  EpochResult runEpoch(const SequenceData& seqs, const EpochOptions& opt, const EpochProgress& progress,
+                       const std::atomic<bool>& cancel);
   AdamW& optimizer() { return *optimizer_; }
 
  private:
