@@ -12,6 +12,7 @@ import { ItemStore } from '../lib/item_store';
 import { metrics, Model, ModelConfig, prepareDataset, Sequences } from '../lib';
 import { prepareTextTower } from '../lib/text/text_tower';
 import { resolveTextEncoder } from '../lib/text/encoder';
+import { readSafetensors, writeSafetensors } from '../lib/io/safetensors';
 import { chainWorld } from './helpers';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'text');
@@ -129,6 +130,26 @@ test('checkpoint errors name the file and the tensors; a malicious pickle is ref
   assert.throws(() => model.loadEncoderWeights(path.join(FIX, 'nope.safetensors')), (e: any) => e.message.includes('nope.safetensors'));
   // A failed load leaves the model as it was: still usable.
   assert.equal(model.encoderHiddenStates(Int32Array.from([1])).shape[2], 32);
+});
+
+test('a Hugging Face checkpoint holding NaN or Inf is refused with the tensor named, and nothing is loaded', () => {
+  const model = textModel('tiny-bert', 'bert');
+  const before = model.encoderHiddenStates(Int32Array.from([1, 2])).data;
+  const src = readSafetensors(path.join(FIX, 'tiny-bert', 'model.safetensors'));
+  const name = Object.keys(src.tensors).find((k) => k.endsWith('encoder.layer.1.output.dense.weight'))!;
+  assert.ok(name);
+  const data = Float32Array.from(src.tensors[name].data as Float32Array);
+  data[0] = NaN;
+  data[7] = -Infinity;
+  const tensors = { ...src.tensors, [name]: { ...src.tensors[name], data } };
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'morec-nan-'));
+  const file = path.join(dir, 'model.safetensors');
+  writeSafetensors(file, tensors as Record<string, { shape: number[]; data: Float32Array }>);
+  assert.throws(
+    () => model.loadEncoderWeights(file),
+    (e: any) => e.code === 'ENONFINITE' && e.message.includes(file) && e.message.includes(`'${name}' holds 2 non-finite values`),
+  );
+  assert.deepEqual(model.encoderHiddenStates(Int32Array.from([1, 2])).data, before, 'no tensor was copied');
 });
 
 test('a text tower needs an ItemStore that fits it', () => {

@@ -218,10 +218,18 @@ ImportReport TextItemTower::importEncoder(const std::map<std::string, torch::Ten
     throw MorecException("EMISMATCH", msg);
   }
   torch::NoGradGuard noGrad;
+  // Every tensor is checked before any is copied: a refused checkpoint leaves the encoder as it was.
   for (auto& kv : params) {
     const auto& src = mapped[kv.key()];
     if (!src.is_floating_point())
       throw MorecException("EMISMATCH", file + ": tensor '" + sourceOf[kv.key()] + "' is not floating point");
+    const int64_t bad = src.numel() - torch::isfinite(src).sum().item<int64_t>();
+    if (bad > 0)
+      throw MorecException("ENONFINITE", file + ": tensor '" + sourceOf[kv.key()] + "' holds " + std::to_string(bad) +
+                                             " non-finite value" + (bad > 1 ? "s" : "") + " (NaN or Inf); refusing to load");
+  }
+  for (auto& kv : params) {
+    const auto& src = mapped[kv.key()];
     kv.value().copy_(src.to(kv.value().dtype()));
     ++report.loaded;
   }
