@@ -2,6 +2,7 @@
 export type MorecErrorCode =
   | 'EINVAL' // bad argument or input
   | 'EUSAGE' // bad command-line usage (the CLI exits with status 2)
+  | 'EEXIST' // a run or study folder already holds another run (exit status 2)
   | 'ETORCH' // libtorch raised an error
   | 'ENOMEM'
   | 'EBUSY' // the model is already running an epoch or an evaluation
@@ -67,7 +68,7 @@ export function asMorecError(err: unknown): MorecError {
 export function reportFailure(err: unknown): number {
   const e = asMorecError(err);
   console.error(`${e.code}: ${e.message}`);
-  if (e.code === 'EUSAGE') return 2;
+  if (e.code === 'EUSAGE' || e.code === 'EEXIST') return 2;
   if (e.code === 'EABORT' && /^SIG(INT|TERM)/.test(e.message)) return e.message.startsWith('SIGINT') ? 130 : 143;
   return 1;
 }

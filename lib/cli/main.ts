@@ -5,19 +5,15 @@ import * as path from 'node:path';
 import yargs, { Argv } from 'yargs';
 import { formatLoadReport, prepareDataset } from '../data/dataset';
 import { MorecError, reportFailure } from '../errors';
-import { FitState } from '../train/fit';
-import { readManifest } from '../checkpoint';
-import { NativeModelConfig } from '../native';
+import { lastCheckpointEpochs, readJson, RunConfigFile, TrainConfig, trainRun } from '../run';
 import { didYouMean, nonNegativeInt, numberIn, positiveInt } from '../validate';
 import { metrics } from '../metrics';
-import { Model, ModelConfig } from '../model';
+import { Model } from '../model';
 import { loadAddon } from '../native';
 import { popularityRanks } from '../popularity';
-import { fit } from '../train/fit';
-import { writeAtomic } from '../io/safetensors';
 import { ProgressBar } from './progress';
 import { studyMain } from './study_command';
-import { prepareTextTower, TextTowerOptions } from '../text/text_tower';
+import { prepareTextTower } from '../text/text_tower';
 
 function dataOptions<T>(y: Argv<T>) {
   return y
@@ -29,22 +25,6 @@ function dataOptions<T>(y: Argv<T>) {
     .option('keep-duplicates', { type: 'boolean', default: false, describe: 'keep rows repeating an earlier row (same user, item, timestamp); default: drop and count them' })
     .option('strict', { type: 'boolean', default: false, describe: 'a dropped duplicate or a guessed header, column or delimiter is an error' })
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'no progress output' });
-}
-
-interface TrainConfig {
-  name?: string;
-  dataset: string;
-  maxLen: number;
-  minSeqLen: number;
-  /** Keep duplicate interactions (same user, item and timestamp) instead of dropping them. */
-  keepDuplicates?: boolean;
-  seed: number;
-  scale: number;
-  model: Partial<ModelConfig> & { backbone: 'sasrec' | 'dssm' };
-  train: { batchSize: number; lr: number; weightDecay: number; encoderLr?: number; encoderWeightDecay?: number; epochs: number; patience: number; gradAccum: number };
-  /** itemTower 'text': encoder, tokenizer and tokenization (TextTowerOptions). */
-  text?: TextTowerOptions;
-  threads?: number;
 }
 
 /** Bad command-line usage (exit status 2): a MorecError EUSAGE. */
@@ -59,24 +39,6 @@ function fromOptions<T>(fn: () => T): T {
   } catch (e) {
     if (e instanceof MorecError && e.code === 'EINVAL') throw new MorecError('EUSAGE', e.message, { cause: e });
     throw e;
-  }
-}
-
-/** The files morec writes in a run folder (--overwrite removes exactly these). */
-const RUN_FILES = ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint', 'last'];
-
-function readJson<T>(file: string, what: string): T {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new MorecError(code === 'ENOENT' ? 'ENOENT' : 'EIO', `${file}: cannot read ${what} (${code})`);
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new MorecError('EFORMAT', `${file}: ${what} is not valid JSON (${(e as Error).message})`);
   }
 }
 
@@ -178,125 +140,34 @@ function stopOnSignals(): { signal: AbortSignal; received: () => NodeJS.Signals 
   };
 }
 
-interface RunConfigFile extends TrainConfig {
-  name: string;
-  model: NativeModelConfig & { backbone: 'sasrec' | 'dssm' };
-  dataFingerprint: string;
-  /** The data set as an absolute path ('synthetic' stays as it is). */
-  datasetPath: string;
-}
-
 async function train(args: Record<string, unknown>): Promise<void> {
   const resume = args.resume as boolean;
   if (resume && args.overwrite) throw usage('--resume and --overwrite exclude each other');
   if (resume && !args.name) throw usage('--resume needs --name, the run to continue');
-  const runsDir = path.resolve(args['runs-dir'] as string);
-  let cfg: TrainConfig;
-  let stored: RunConfigFile | undefined;
-  if (resume) {
-    const dir = path.join(runsDir, args.name as string);
-    if (!fs.existsSync(path.join(dir, 'last', 'checkpoint.json')))
-      throw usage(`${dir}: no run to resume here (last/checkpoint.json is missing; a run becomes resumable after its first epoch)`);
-    stored = readJson<RunConfigFile>(path.join(dir, 'config.json'), "the run's config");
-    cfg = { ...stored, dataset: stored.datasetPath ?? stored.dataset, threads: (args.threads as number | undefined) ?? stored.threads };
-  } else {
-    cfg = trainConfigFromArgs(args);
-  }
+  const cfg = resume ? ({ threads: args.threads } as TrainConfig) : trainConfigFromArgs(args);
   const name = (args.name as string | undefined) ?? cfg.name ?? `${cfg.model.backbone}-${cfg.model.itemTower ?? 'id'}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   if (name.length === 0 || name.includes('/') || name.includes('\\') || name === '.' || name === '..') throw usage(`Expected a run name without path separators for --name but received '${name}'`);
-  const runDir = path.join(runsDir, name);
-  const existing = fs.existsSync(runDir) ? fs.readdirSync(runDir).filter((f) => RUN_FILES.includes(f)) : [];
-  if (existing.length && !resume && !args.overwrite)
-    throw usage(`${runDir} already holds a run (${existing.join(', ')}); pass --resume to continue it or --overwrite to replace it`);
-
-  // Everything is validated and prepared before the run folder is touched.
+  const runDir = path.join(path.resolve(args['runs-dir'] as string), name);
   const bar = new ProgressBar(args.quiet as boolean);
-  const data = await prepareDataset(cfg.dataset, {
-    maxLen: cfg.maxLen,
-    minSeqLen: cfg.minSeqLen,
-    keepDuplicates: cfg.keepDuplicates ?? false,
-    strict: args.strict as boolean,
-    synthetic: { seed: cfg.seed, scale: cfg.scale },
-    onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
-  });
-  for (const line of formatLoadReport(data.report)) bar.log(line);
-  const seqs = data.sequences;
-  if (stored && stored.dataFingerprint !== data.fingerprint)
-    throw new MorecError('EMISMATCH', `${cfg.dataset}: the data set changed since the run started (fingerprint ${data.fingerprint.slice(0, 12)}… vs ${stored.dataFingerprint.slice(0, 12)}… in config.json); refusing to resume on other data`);
-  bar.log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
-  const text = cfg.model.itemTower === 'text' ? fromOptions(() => prepareTextTower(data, cfg.text)) : undefined;
-  if (text) bar.log(text.summary);
-  let model: Model;
-  let state: FitState | undefined;
-  if (stored) {
-    const loaded = Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items: text?.items, restoreBest: true });
-    model = loaded.model;
-    state = (loaded.info.trainingState as { fit?: FitState }).fit;
-    if (!state) throw new MorecError('EFORMAT', `${path.join(runDir, 'last')}: the checkpoint holds no training state to resume from`);
-    bar.log(`resuming ${name} after epoch ${state.epochs}${state.stopped ? ' (training had finished; testing)' : ''}`);
-  } else {
-    model = fromOptions(() =>
-      Model.create(
-        { ...cfg.model, ...(text ? { text: text.text as ModelConfig['text'] } : {}), numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads },
-        { items: text?.items },
-      ),
-    );
-    if (text?.weights) {
-      const report = model.loadEncoderWeights(text.weights);
-      bar.log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length})`);
-    }
-  }
-
-  // From here on the run folder is written.
-  if (args.overwrite) for (const f of existing) fs.rmSync(path.join(runDir, f), { recursive: true, force: true });
-  fs.mkdirSync(runDir, { recursive: true });
-  const metricsFile = path.join(runDir, 'metrics.jsonl');
-  if (stored) {
-    // Epochs logged after the last whole checkpoint are run again.
-    const kept = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).slice(0, state!.epochs) : [];
-    writeAtomic(metricsFile, [Buffer.from(kept.map((l) => l + '\n').join(''))]);
-  } else {
-    const runConfig: RunConfigFile = {
-      ...cfg,
-      name,
-      model: model.config as RunConfigFile['model'],
-      dataFingerprint: data.fingerprint,
-      datasetPath: cfg.dataset === 'synthetic' ? 'synthetic' : path.resolve(cfg.dataset),
-    };
-    writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify(runConfig, null, 2) + '\n')]);
-    writeAtomic(metricsFile, [Buffer.alloc(0)]);
-  }
   const stop = stopOnSignals();
-  let result;
+  let outcome;
   try {
-    result = await fit(model, seqs, {
-      batchSize: cfg.train.batchSize,
-      lr: cfg.train.lr,
-      weightDecay: cfg.train.weightDecay,
-      ...(cfg.train.encoderLr !== undefined ? { encoderLr: cfg.train.encoderLr } : {}),
-      ...(cfg.train.encoderWeightDecay !== undefined ? { encoderWeightDecay: cfg.train.encoderWeightDecay } : {}),
-      gradAccum: cfg.train.gradAccum,
-      maxEpochs: cfg.train.epochs,
-      patience: cfg.train.patience,
-      resume: state,
+    outcome = await trainRun(runDir, cfg, {
+      mode: resume ? 'resume' : args.overwrite ? 'overwrite' : 'new',
+      strict: args.strict as boolean,
       signal: stop.signal,
+      usage: true,
+      log: (line) => bar.log(line),
+      onLoad: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
       onBatch: (epoch, done, total, loss) => bar.update(`epoch ${epoch + 1}`, done, total, `loss ${loss.toFixed(4)}`),
-      onEpoch: (e) => {
-        const line = { epoch: e.epoch + 1, loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
-        fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
-        bar.log(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)}${e.best ? ' (best)' : ''}`);
-      },
-      onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
-      // The resumable state: this epoch's weights and optimizer, the best weights so far, where the run stands.
-      onState: (s, e) => model.save(path.join(runDir, 'last'), { trainingState: { fit: s }, metrics: { valid: e.valid }, best: e.best ? 'current' : 'keep' }),
     });
   } catch (e) {
     const sig = stop.received();
     if (sig && e instanceof MorecError && e.code === 'EABORT') {
-      const last = fs.existsSync(path.join(runDir, 'last', 'checkpoint.json')) ? readManifest(path.join(runDir, 'last')).trainingState as { fit?: FitState } : undefined;
+      const epochs = lastCheckpointEpochs(runDir);
       throw new MorecError(
         'EABORT',
-        `${sig}: training stopped (${e.message}). ${last?.fit ? `The last whole checkpoint is after epoch ${last.fit.epochs}; continue with: morec train --runs-dir ${args['runs-dir']} --name ${name} --resume` : 'No epoch had finished; nothing to resume.'}`,
+        `${sig}: training stopped (${e.message}). ${epochs !== undefined ? `The last whole checkpoint is after epoch ${epochs}; continue with: morec train --runs-dir ${args['runs-dir']} --name ${name} --resume` : 'No epoch had finished; nothing to resume.'}`,
         { cause: e },
       );
     }
@@ -304,9 +175,8 @@ async function train(args: Record<string, unknown>): Promise<void> {
   } finally {
     stop.dispose();
   }
-  const results = { name, dataset: data.name, fingerprint: data.fingerprint, bestEpoch: result.bestEpoch + 1, epochs: result.epochs, valid: result.valid, test: result.test, seconds: result.seconds, protocol: 'leave-one-out, full ranking over all items, history masked' };
-  writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
-  console.log(JSON.stringify({ name, 'test HR@10': result.test['HR@10'], 'test NDCG@10': result.test['NDCG@10'], bestEpoch: result.bestEpoch + 1, runDir }));
+  const r = outcome.results;
+  console.log(JSON.stringify({ name, 'test HR@10': r.test['HR@10'], 'test NDCG@10': r.test['NDCG@10'], bestEpoch: r.bestEpoch, runDir }));
 }
 
 async function evaluate(args: Record<string, unknown>): Promise<void> {

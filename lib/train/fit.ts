@@ -4,7 +4,7 @@
  */
 import { MorecError } from '../errors';
 import { metrics, Metrics } from '../metrics';
-import { EPOCH_OPTIONS, EpochOptions, EpochResult, Model } from '../model';
+import { EPOCH_OPTIONS, EpochOptions, EpochResult, EvaluateOptions, Model } from '../model';
 import { Sequences } from '../sequences';
 import { knownKeys, nonNegativeInt, positiveInt } from '../validate';
 
@@ -30,6 +30,8 @@ export interface FitOptions extends Omit<EpochOptions, 'epoch'> {
   resume?: FitState;
   /** Stops the running epoch or evaluation at its next batch; fit then rejects with EABORT. */
   signal?: AbortSignal;
+  /** Options of the validation and test evaluations (e.g. the protocol's maskRepeatedTarget). */
+  evaluate?: Omit<EvaluateOptions, 'split' | 'signal'>;
 }
 
 /** Where a run stands after some epochs: enough to continue it exactly (epochs are seeded by their index). */
@@ -65,12 +67,12 @@ export interface FitResult {
 }
 
 export async function fit(model: Model, seqs: Sequences, options: FitOptions = {}): Promise<FitResult> {
-  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume'], 'fit');
+  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume', 'evaluate'], 'fit');
   const maxEpochs = positiveInt(options.maxEpochs ?? 100, 'maxEpochs');
   const patience = nonNegativeInt(options.patience ?? 5, 'patience');
   const ks = options.ks ?? [10];
   const monitor = options.monitor ?? 'HR@10';
-  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, ...epochOptions } = options;
+  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, evaluate, ...epochOptions } = options;
   const started = process.hrtime.bigint();
   const prior = resume?.seconds ?? 0;
   const history: EpochReport[] = [...(resume?.history ?? [])];
@@ -78,11 +80,11 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
   let best = resume?.best;
   let sinceBest = resume?.sinceBest ?? 0;
   let stopped = resume?.stopped ?? false;
-  const signalOption = signal ? { signal } : {};
+  const evalOptions = { ...evaluate, ...(signal ? { signal } : {}) };
   for (let epoch = resume?.epochs ?? 0; epoch < maxEpochs && !stopped; epoch++) {
-    const train = await model.trainEpoch(seqs, { ...epochOptions, ...signalOption, epoch }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
+    const train = await model.trainEpoch(seqs, { ...epochOptions, ...(signal ? { signal } : {}), epoch }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
     const t0 = process.hrtime.bigint();
-    const valid = metrics(await model.evaluate(seqs, { split: 'valid', ...signalOption }), ks);
+    const valid = metrics(await model.evaluate(seqs, { split: 'valid', ...evalOptions }), ks);
     const evalSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const value = valid[monitor];
     if (value === undefined) throw new MorecError('EINVAL', `Expected monitor to be one of ${Object.keys(valid).join(', ')} but received '${monitor}'`);
@@ -103,7 +105,7 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
   }
   if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
   model.restoreWeights();
-  const testRanks = await model.evaluate(seqs, { split: 'test', ...signalOption });
+  const testRanks = await model.evaluate(seqs, { split: 'test', ...evalOptions });
   return {
     bestEpoch: best.epoch,
     epochs: history.length,

@@ -1,0 +1,271 @@
+/**
+ * A run: one model trained to early stop in its own folder. `morec train` and every study cell are runs.
+ *   config.json    what was asked (the config below, the model's full config, the data set's path and fingerprint)
+ *   metrics.jsonl  one line per epoch
+ *   checkpoint/    the best weights (for eval and serving)
+ *   last/          the resumable state after the latest epoch (weights, optimizer, best weights, fit state)
+ *   results.json   valid/test metrics of the best epoch, per-bucket test metrics, the protocol
+ * Everything is validated and prepared before the folder is touched; a run folder is never reused silently.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readManifest } from './checkpoint';
+import { Dataset, formatLoadReport, prepareDataset } from './data/dataset';
+import { MorecError } from './errors';
+import { writeAtomic } from './io/safetensors';
+import { Metrics } from './metrics';
+import { Model, ModelConfig } from './model';
+import { NativeModelConfig } from './native';
+import { bucketMetrics, BucketMetrics } from './buckets';
+import { describeProtocol, Protocol } from './protocol';
+import { fit, FitState } from './train/fit';
+import { prepareTextTower, TextTowerOptions } from './text/text_tower';
+
+export interface TrainConfig {
+  name?: string;
+  dataset: string;
+  maxLen: number;
+  minSeqLen: number;
+  /** Keep duplicate interactions (same user, item and timestamp) instead of dropping them. */
+  keepDuplicates?: boolean;
+  /** Warm-N: drop items with fewer than N interactions (the paper's Table 3). */
+  warm?: number;
+  seed: number;
+  scale: number;
+  model: Partial<ModelConfig> & { backbone: 'sasrec' | 'dssm' };
+  train: { batchSize: number; lr: number; weightDecay: number; encoderLr?: number; encoderWeightDecay?: number; epochs: number; patience: number; gradAccum: number };
+  /** itemTower 'text': encoder, tokenizer and tokenization (TextTowerOptions). */
+  text?: TextTowerOptions;
+  /** Evaluation protocol details beyond L and the minimum length (see lib/protocol.ts). */
+  protocol?: Pick<Protocol, 'name' | 'maskRepeatedTarget'>;
+  threads?: number;
+}
+
+export interface RunConfigFile extends TrainConfig {
+  name: string;
+  model: NativeModelConfig & { backbone: 'sasrec' | 'dssm' };
+  dataFingerprint: string;
+  /** The data set as an absolute path ('synthetic' stays as it is). */
+  datasetPath: string;
+  /** What decides the outcome (the config without threads and name, the data set path resolved): a study cell is reused only when it matches. */
+  outcomeKey: string;
+}
+
+export interface RunResults {
+  name: string;
+  dataset: string;
+  fingerprint: string;
+  /** 'id', or the text tower's label, e.g. 'bert-small(scratch)'. */
+  itemTower: string;
+  pretrained: boolean | null;
+  bestEpoch: number;
+  epochs: number;
+  valid: Metrics;
+  test: Metrics;
+  /** Test metrics of users whose target is a new (0 training interactions), cold (1-9) or warm (>= 10) item. */
+  buckets: BucketMetrics;
+  seconds: number;
+  protocol: string;
+  users: number;
+  items: number;
+}
+
+/** The files morec writes in a run folder (overwrite removes exactly these). */
+export const RUN_FILES = ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint', 'last'];
+
+export type RunMode = 'new' | 'resume' | 'overwrite' | 'auto';
+
+export interface RunOptions {
+  /**
+   * 'new' (default): refuse a folder that holds a run; 'resume': continue it from last/; 'overwrite': replace it;
+   * 'auto' (study cells): a finished run with the same config is reused, an unfinished one resumed, a run
+   * whose config differs refused.
+   */
+  mode?: RunMode;
+  /** A dropped duplicate or a guessed header is an error. */
+  strict?: boolean;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  onBatch?: (epoch: number, done: number, total: number, loss: number) => void;
+  onLoad?: (fraction: number, what: string) => void;
+  /** Errors in the given options are EUSAGE (command-line usage) rather than EINVAL. */
+  usage?: boolean;
+}
+
+export interface RunOutcome {
+  runDir: string;
+  results: RunResults;
+  /** 'trained' | 'resumed' | 'reused' (a finished run with the same config). */
+  how: 'trained' | 'resumed' | 'reused';
+}
+
+export function readJson<T>(file: string, what: string): T {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MorecError(code === 'ENOENT' ? 'ENOENT' : 'EIO', `${file}: cannot read ${what} (${code})`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new MorecError('EFORMAT', `${file}: ${what} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/** The dataset-preparation options of a config (what its fingerprint depends on). */
+export function prepareOptionsOf(cfg: Pick<TrainConfig, 'maxLen' | 'minSeqLen' | 'keepDuplicates' | 'warm' | 'seed' | 'scale'>) {
+  return {
+    maxLen: cfg.maxLen,
+    minSeqLen: cfg.minSeqLen,
+    keepDuplicates: cfg.keepDuplicates ?? false,
+    ...(cfg.warm ? { warm: cfg.warm } : {}),
+    synthetic: { seed: cfg.seed, scale: cfg.scale },
+  };
+}
+
+/** The parts of a config that decide a run's outcome (threads and the name do not), as one string. */
+function outcomeKey(cfg: TrainConfig): string {
+  const { threads: _t, name: _n, ...rest } = cfg;
+  const sorted = (v: unknown): unknown =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => [k, sorted((v as Record<string, unknown>)[k])])) : v;
+  return JSON.stringify(sorted({ ...rest, dataset: cfg.dataset === 'synthetic' ? 'synthetic' : path.resolve(cfg.dataset) }));
+}
+
+/** Trains (or resumes, or reuses) the run in `runDir` with config `cfg`. */
+export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOptions = {}): Promise<RunOutcome> {
+  const mode = options.mode ?? 'new';
+  const log = options.log ?? (() => {});
+  const asUsage = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      if (options.usage && e instanceof MorecError && e.code === 'EINVAL') throw new MorecError('EUSAGE', e.message, { cause: e });
+      throw e;
+    }
+  };
+  const name = path.basename(runDir);
+  const existing = fs.existsSync(runDir) ? fs.readdirSync(runDir).filter((f) => RUN_FILES.includes(f)) : [];
+  const resumable = fs.existsSync(path.join(runDir, 'last', 'checkpoint.json'));
+  let stored: RunConfigFile | undefined;
+  let overwrite = mode === 'overwrite';
+  if (mode === 'resume') {
+    if (!resumable) throw new MorecError('EUSAGE', `${runDir}: no run to resume here (last/checkpoint.json is missing; a run becomes resumable after its first epoch)`);
+    stored = readJson<RunConfigFile>(path.join(runDir, 'config.json'), "the run's config");
+    cfg = { ...stored, dataset: stored.datasetPath ?? stored.dataset, threads: cfg.threads ?? stored.threads };
+  } else if (mode === 'auto' && existing.length) {
+    const old = fs.existsSync(path.join(runDir, 'config.json')) ? readJson<RunConfigFile>(path.join(runDir, 'config.json'), "the run's config") : undefined;
+    const same = old && old.outcomeKey === outcomeKey(cfg);
+    if (old && !same) throw new MorecError('EEXIST', `${runDir} holds a run with another config; remove it or choose another folder`);
+    if (same && fs.existsSync(path.join(runDir, 'results.json'))) {
+      const results = readJson<RunResults>(path.join(runDir, 'results.json'), "the run's results");
+      log(`${name}: finished earlier (${runDir}); reusing its results`);
+      return { runDir, results, how: 'reused' };
+    }
+    if (same && resumable) {
+      stored = old;
+      cfg = { ...old!, dataset: old!.datasetPath ?? old!.dataset, threads: cfg.threads ?? old!.threads };
+    } else overwrite = true; // killed before its first epoch ended: nothing to keep
+  } else if (existing.length && mode === 'new') {
+    throw new MorecError('EEXIST', `${runDir} already holds a run (${existing.join(', ')}); pass --resume to continue it or --overwrite to replace it`);
+  }
+
+  // Everything is validated and prepared before the run folder is touched.
+  const data: Dataset = await prepareDataset(cfg.dataset, { ...prepareOptionsOf(cfg), strict: options.strict ?? false, onProgress: options.onLoad });
+  for (const line of formatLoadReport(data.report)) log(line);
+  const seqs = data.sequences;
+  if (stored && stored.dataFingerprint !== data.fingerprint)
+    throw new MorecError('EMISMATCH', `${cfg.dataset}: the data set changed since the run started (fingerprint ${data.fingerprint.slice(0, 12)}… vs ${stored.dataFingerprint.slice(0, 12)}… in config.json); refusing to resume on other data`);
+  log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
+  const text = cfg.model.itemTower === 'text' ? asUsage(() => prepareTextTower(data, cfg.text)) : undefined;
+  if (text) log(text.summary);
+  let model: Model;
+  let state: FitState | undefined;
+  if (stored) {
+    const loaded = Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items: text?.items, restoreBest: true });
+    model = loaded.model;
+    state = (loaded.info.trainingState as { fit?: FitState }).fit;
+    if (!state) throw new MorecError('EFORMAT', `${path.join(runDir, 'last')}: the checkpoint holds no training state to resume from`);
+    log(`resuming ${name} after epoch ${state.epochs}${state.stopped ? ' (training had finished; testing)' : ''}`);
+  } else {
+    model = asUsage(() =>
+      Model.create(
+        { ...cfg.model, ...(text ? { text: text.text as ModelConfig['text'] } : {}), numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads },
+        { items: text?.items },
+      ),
+    );
+    if (text?.weights) {
+      const report = model.loadEncoderWeights(text.weights);
+      log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length})`);
+    }
+  }
+
+  // From here on the run folder is written.
+  if (overwrite) for (const f of existing) fs.rmSync(path.join(runDir, f), { recursive: true, force: true });
+  fs.mkdirSync(runDir, { recursive: true });
+  const metricsFile = path.join(runDir, 'metrics.jsonl');
+  if (stored) {
+    // Epochs logged after the last whole checkpoint are run again.
+    const kept = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).slice(0, state!.epochs) : [];
+    writeAtomic(metricsFile, [Buffer.from(kept.map((l) => l + '\n').join(''))]);
+  } else {
+    const runConfig: RunConfigFile = {
+      ...cfg,
+      name,
+      model: model.config as RunConfigFile['model'],
+      dataFingerprint: data.fingerprint,
+      datasetPath: cfg.dataset === 'synthetic' ? 'synthetic' : path.resolve(cfg.dataset),
+      outcomeKey: outcomeKey(cfg),
+    };
+    writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify(runConfig, null, 2) + '\n')]);
+    writeAtomic(metricsFile, [Buffer.alloc(0)]);
+  }
+  const mask = cfg.protocol?.maskRepeatedTarget ? { maskRepeatedTarget: true } : {};
+  const result = await fit(model, seqs, {
+    batchSize: cfg.train.batchSize,
+    lr: cfg.train.lr,
+    weightDecay: cfg.train.weightDecay,
+    ...(cfg.train.encoderLr !== undefined ? { encoderLr: cfg.train.encoderLr } : {}),
+    ...(cfg.train.encoderWeightDecay !== undefined ? { encoderWeightDecay: cfg.train.encoderWeightDecay } : {}),
+    gradAccum: cfg.train.gradAccum,
+    maxEpochs: cfg.train.epochs,
+    patience: cfg.train.patience,
+    evaluate: mask,
+    resume: state,
+    signal: options.signal,
+    onBatch: options.onBatch,
+    onEpoch: (e) => {
+      const line = { epoch: e.epoch + 1, loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
+      fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
+      log(`  epoch ${String(e.epoch + 1).padStart(3)} loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)} (${e.trainSeconds.toFixed(1)}s + ${e.evalSeconds.toFixed(1)}s)${e.best ? ' *' : ''}`);
+    },
+    onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
+    // The resumable state: this epoch's weights and optimizer, the best weights so far, where the run stands.
+    onState: (s, e) => model.save(path.join(runDir, 'last'), { trainingState: { fit: s }, metrics: { valid: e.valid }, best: e.best ? 'current' : 'keep' }),
+  });
+  const results: RunResults = {
+    name,
+    dataset: data.name,
+    fingerprint: data.fingerprint,
+    itemTower: text ? text.label : 'id',
+    pretrained: text ? text.pretrained : null,
+    bestEpoch: result.bestEpoch + 1,
+    epochs: result.epochs,
+    valid: result.valid,
+    test: result.test,
+    buckets: bucketMetrics(data, result.testRanks, 'test'),
+    seconds: result.seconds,
+    protocol: describeProtocol({ name: cfg.protocol?.name ?? 'morec', maxLen: cfg.maxLen, minSeqLen: cfg.minSeqLen, maskRepeatedTarget: !!cfg.protocol?.maskRepeatedTarget, warm: cfg.warm }),
+    users: seqs.users,
+    items: seqs.numItems,
+  };
+  writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
+  return { runDir, results, how: stored ? 'resumed' : 'trained' };
+}
+
+/** The epochs of the last whole checkpoint of a run, for messages after an interruption. */
+export function lastCheckpointEpochs(runDir: string): number | undefined {
+  if (!fs.existsSync(path.join(runDir, 'last', 'checkpoint.json'))) return undefined;
+  return (readManifest(path.join(runDir, 'last')).trainingState as { fit?: FitState }).fit?.epochs;
+}
