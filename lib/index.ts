@@ -17,3 +17,7 @@ export { ItemStore, ItemTokens } from './item_store';
 export { prepareTextTower, buildWordVocab, TextTowerOptions, PreparedTextTower } from './text/text_tower';
 export { resolveTextEncoder, textEncoderPresets, encoderConfigFromHf, TextEncoderSpec } from './text/encoder';
 export { loadTokenizer, TextTokenizer } from './text/tokenizer';
+export { itemBuckets, targetBuckets, ITEM_BUCKETS, COLD_BELOW, ItemBucket } from './data/buckets';
+export { bucketMetrics, BucketMetrics } from './buckets';
+export { protocolFor, describeProtocol, Protocol, ProtocolName } from './protocol';
+export { trainRun, TrainConfig, RunOptions, RunOutcome, RunResults } from './run';

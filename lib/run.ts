@@ -197,7 +197,8 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     );
     if (text?.weights) {
       const report = model.loadEncoderWeights(text.weights);
-      log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length})`);
+      const ignored = report.ignored.length ? `: ${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''}` : '';
+      log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length}${ignored})`);
     }
   }
 

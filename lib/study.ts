@@ -1,17 +1,25 @@
 /**
- * The study that `node train.js` runs: each requested model trained to early stop on validation HR@10,
- * evaluated on test with its best weights, reported as a table and as results.json rows.
+ * Studies: data sets × models × grid values, each cell a run folder (lib/run.ts) trained to early stop on
+ * validation HR@10 and tested with its best weights. The best cell of each model and data set (by valid HR@10)
+ * becomes a row of results.json and of the printed table. `node train.js` runs the default study.
+ * A study folder holds study.json (its spec), cells/<data set>/<model>/<cell>/ and results.json; rerunning the
+ * same spec into the same folder reuses finished cells and resumes unfinished ones, so a study killed at any
+ * moment continues where it stopped and ends with the same summary.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { MorecError } from './errors';
 import { formatLoadReport, prepareDataset } from './data/dataset';
-import { Model, ModelConfig } from './model';
+import { ModelConfig } from './model';
 import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
-import { fit, FitOptions } from './train/fit';
-import { PreparedTextTower, prepareTextTower, TextTowerOptions } from './text/text_tower';
+import { FitOptions } from './train/fit';
+import { TextTowerOptions } from './text/text_tower';
 import { resolveTextEncoder } from './text/encoder';
+import { writeAtomic } from './io/safetensors';
+import { DataKind, ProtocolName, protocolFor } from './protocol';
+import { RunOutcome, RunResults, TrainConfig, trainRun } from './run';
 
 export interface ModelPreset {
   backbone: 'sasrec' | 'dssm';
@@ -63,14 +71,44 @@ export const MODEL_PRESETS: Record<string, ModelPreset> = {
   },
 };
 
+export interface StudyDataset {
+  /** 'synthetic' or a path to a data set. */
+  path: string;
+  /** Folder and table name (default: the data set's name, plus -warmN). */
+  label?: string;
+  /** Warm-N: drop items with fewer than N interactions. */
+  warm?: number;
+  /** 'text' or 'vision' (L = 20 or 10 under the paper protocol); default: vision for H&M/Bili layouts. */
+  kind?: DataKind;
+}
+
+export interface StudyModel {
+  /** Row name. */
+  name: string;
+  /** A MODEL_PRESETS entry this model starts from. */
+  preset?: string;
+  config?: Partial<ModelConfig>;
+  train?: Partial<TrainConfig['train']>;
+  text?: TextTowerOptions;
+}
+
 export interface StudyOptions {
-  /** 'synthetic' (the embedded default) or a path to a data set. */
+  /** 'synthetic' (the embedded default) or a path to a data set. Shorthand for datasets: [dataset]. */
   dataset?: string;
-  models?: string[];
+  datasets?: (string | StudyDataset)[];
+  /** Preset names or model specs. */
+  models?: (string | StudyModel)[];
+  /** Values to try: { lr: [1e-3, 1e-4], d: [64, 128] } (train.* and model.* keys, short or dotted). */
+  grid?: Record<string, (number | string | boolean)[]>;
+  /** 'morec' (default) or 'paper' (the official code's L, stopping and masking; see lib/protocol.ts). */
+  protocol?: ProtocolName;
   epochs?: number;
   patience?: number;
   maxLen?: number;
+  /** Study folder (default: none — cells go to a temporary folder). */
   out?: string;
+  /** Replace a study folder that holds another spec (default: refuse it). */
+  overwrite?: boolean;
   seed?: number;
   threads?: number;
   scale?: number;
@@ -78,9 +116,8 @@ export interface StudyOptions {
   textEncoder?: string;
   /** Text rows: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles). */
   tokenizer?: string;
-  /** Prepared-dataset cache folder (default $MOREC_CACHE or ~/.cache/morec); false = no cache. */
-  cacheDir?: string | false;
   log?: (line: string) => void;
+  signal?: AbortSignal;
 }
 
 export interface ResultRow {
@@ -102,95 +139,155 @@ export interface ResultRow {
   users: number;
   items: number;
   seed: number;
+  /** The grid values of the chosen cell ({} without a grid) and its run folder. */
+  cell: Record<string, number | string | boolean>;
+  runDir: string;
+  /** Test metrics by target-item bucket: new (0 training interactions), cold (1-9), warm (>= 10). */
+  buckets: RunResults['buckets'];
+  /** Valid HR@10 of every cell tried, by cell name. */
+  grid: Record<string, number>;
+}
+
+const TRAIN_KEYS = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'epochs', 'patience'];
+
+/** The cartesian product of the grid, as lists of [key, value]. */
+function gridCells(grid: StudyOptions['grid']): [string, number | string | boolean][][] {
+  let cells: [string, number | string | boolean][][] = [[]];
+  for (const [key, values] of Object.entries(grid ?? {})) {
+    if (!Array.isArray(values) || values.length === 0) throw new MorecError('EINVAL', `Expected a non-empty array of values for grid.${key}`);
+    cells = cells.flatMap((c) => values.map((v) => [...c, [key, v] as [string, number | string | boolean]]));
+  }
+  return cells;
+}
+
+function cellName(cell: [string, unknown][]): string {
+  return cell.length ? cell.map(([k, v]) => `${k.replace(/^(train|model)\./, '')}=${v}`).join(',').replace(/[^A-Za-z0-9=.,_+-]/g, '_') : 'default';
+}
+
+function applyCell(cfg: TrainConfig, cell: [string, number | string | boolean][]): TrainConfig {
+  const out: TrainConfig = { ...cfg, model: { ...cfg.model }, train: { ...cfg.train } };
+  for (const [key, v] of cell) {
+    const [scope, field] = key.includes('.') ? key.split('.', 2) : [TRAIN_KEYS.includes(key) ? 'train' : key === 'maxLen' ? 'top' : 'model', key];
+    if (scope === 'train') (out.train as Record<string, unknown>)[field] = v;
+    else if (scope === 'model') (out.model as Record<string, unknown>)[field] = v;
+    else if (scope === 'top' && field === 'maxLen') out.maxLen = v as number;
+    else throw new MorecError('EINVAL', `Unknown grid key ${key} (expected train.<option>, model.<option> or maxLen)`);
+  }
+  return out;
+}
+
+function resolveModel(m: string | StudyModel): { name: string; preset: ModelPreset; spec: StudyModel } {
+  const spec: StudyModel = typeof m === 'string' ? { name: m, preset: m } : m;
+  if (typeof spec !== 'object' || spec === null || typeof spec.name !== 'string') throw new MorecError('EINVAL', `Expected a preset name or { name, preset, config, train } for a study model but received ${JSON.stringify(m)}`);
+  const base = MODEL_PRESETS[spec.preset ?? spec.name];
+  if (!base) throw new MorecError('EINVAL', `Expected models from ${Object.keys(MODEL_PRESETS).join(', ')} but received '${spec.preset ?? spec.name}'`);
+  return { name: spec.name, preset: base, spec };
+}
+
+function datasetLabel(ds: StudyDataset): string {
+  const base = ds.label ?? (ds.path === 'synthetic' ? 'synthetic' : path.basename(path.resolve(ds.path)).replace(/\.[a-z]+$/, ''));
+  return ds.warm && !ds.label ? `${base}-warm${ds.warm}` : base;
 }
 
 export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]> {
   const log = options.log ?? (() => {});
   const seed = options.seed ?? 42;
-  const maxLen = options.maxLen ?? 20;
-  const models = options.models ?? Object.keys(MODEL_PRESETS);
-  for (const m of models)
-    if (!MODEL_PRESETS[m]) throw new MorecError('EINVAL', `Expected models from ${Object.keys(MODEL_PRESETS).join(', ')} but received '${m}'`);
-  const data = await prepareDataset(options.dataset ?? 'synthetic', {
-    minSeqLen: 5,
-    maxLen,
-    synthetic: { seed, scale: options.scale ?? 1 },
-    cacheDir: options.cacheDir,
-  });
-  const seqs = data.sequences;
-  for (const line of formatLoadReport(data.report)) log(line);
-  log(`dataset ${data.name} (${data.format}): ${seqs.users} users, ${seqs.numItems} items, ${seqs.items.length} interactions (users with >= 5, last ${maxLen + 3} kept)`);
-  const pop = metrics(popularityRanks(seqs, 'test'));
-  log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);
-  const rows: ResultRow[] = [];
-  const textTowers = new Map<string, PreparedTextTower>();
-  for (const name of models) {
-    const preset = MODEL_PRESETS[name];
-    let text: PreparedTextTower | undefined;
-    if (preset.itemTower === 'text') {
-      const encoder = options.textEncoder ?? preset.text?.encoder;
-      const pretrained = resolveTextEncoder(encoder ?? 'bert-tiny').weights !== undefined;
-      const opts = { ...preset.text, encoder, tokenizer: options.tokenizer ?? preset.text?.tokenizer, ...(pretrained ? { pooling: 'cls' as const } : {}) };
-      const key = JSON.stringify(opts);
-      text = textTowers.get(key);
-      if (!text) {
-        text = prepareTextTower(data, opts);
-        textTowers.set(key, text);
-        log(text.summary);
-      }
-    }
-    const model = Model.create(
-      {
-        backbone: preset.backbone,
-        itemTower: preset.itemTower,
-        numItems: seqs.numItems,
-        numUsers: seqs.users,
-        maxLen,
-        seed,
-        threads: options.threads,
-        ...preset.config,
-        ...(text ? { text: text.text as ModelConfig['text'] } : {}),
-      },
-      { items: text?.items },
-    );
-    if (text?.weights) {
-      const report = model.loadEncoderWeights(text.weights);
-      log(`${name}: loaded ${report.loaded} encoder tensors from ${text.weights}${report.ignored.length ? ` (ignored ${report.ignored.length}: ${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''})` : ''}`);
-    }
-    log(`${name}: training (early stop on valid HR@10, patience ${options.patience ?? 5})`);
-    const result = await fit(model, seqs, {
-      ...preset.train,
-      maxEpochs: options.epochs ?? 100,
-      patience: options.patience ?? 5,
-      onEpoch: (e) =>
-        log(
-          `  epoch ${String(e.epoch + 1).padStart(3)} loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)} ` +
-            `(${e.trainSeconds.toFixed(1)}s + ${e.evalSeconds.toFixed(1)}s)${e.best ? ' *' : ''}`,
-        ),
-    });
-    rows.push({
-      model: name,
-      backbone: preset.backbone,
-      itemTower: text ? text.label : preset.itemTower,
-      paradigm: preset.paradigm,
-      pretrained: text ? text.pretrained : null,
-      dataset: data.name === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})` : data.name,
-      split: 'test',
-      'HR@10': result.test['HR@10'],
-      'NDCG@10': result.test['NDCG@10'],
-      protocol: 'leave-one-out, full ranking over all items, history masked',
-      validHR10: result.valid['HR@10'],
-      epochs: result.epochs,
-      bestEpoch: result.bestEpoch + 1,
-      seconds: result.seconds,
-      users: seqs.users,
-      items: seqs.numItems,
-      seed,
-    });
+  const datasets: StudyDataset[] = (options.datasets ?? [options.dataset ?? 'synthetic']).map((d) => (typeof d === 'string' ? { path: d } : d));
+  const models = (options.models ?? Object.keys(MODEL_PRESETS)).map(resolveModel);
+  if (models.length === 0) throw new MorecError('EINVAL', 'Expected at least one model');
+  const cells = gridCells(options.grid);
+  const protocolName = options.protocol ?? 'morec';
+  const out = path.resolve(options.out ?? fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-')));
+  // The study's spec decides whether this folder may be continued.
+  const { log: _l, signal: _s, threads: _t, out: _o, overwrite: _w, ...spec } = options;
+  const specFile = path.join(out, 'study.json');
+  if (fs.existsSync(specFile)) {
+    const old = fs.readFileSync(specFile, 'utf8');
+    if (old !== JSON.stringify(spec, null, 2) + '\n') {
+      if (!options.overwrite) throw new MorecError('EEXIST', `${out} holds a study with another spec (study.json); pass --overwrite to replace it or choose another --out`);
+      fs.rmSync(path.join(out, 'cells'), { recursive: true, force: true });
+    } else log(`continuing the study in ${out} (finished cells are reused, unfinished ones resumed)`);
   }
-  if (options.out) {
-    fs.mkdirSync(options.out, { recursive: true });
-    fs.writeFileSync(path.join(options.out, 'results.json'), JSON.stringify(rows, null, 2) + '\n');
+  fs.mkdirSync(out, { recursive: true });
+  writeAtomic(specFile, [Buffer.from(JSON.stringify(spec, null, 2) + '\n')]);
+
+  const rows: ResultRow[] = [];
+  for (const ds of datasets) {
+    const label = datasetLabel(ds);
+    // A first look at the data set: its summary, the popularity baseline, and its kind (for the protocol's L).
+    const probe = await prepareDataset(ds.path, { minSeqLen: 5, maxLen: options.maxLen ?? 20, ...(ds.warm ? { warm: ds.warm } : {}), synthetic: { seed, scale: options.scale ?? 1 } });
+    const kind: DataKind = ds.kind ?? (/^(hm|bili)/i.test(probe.format) ? 'vision' : 'text');
+    const seqs = probe.sequences;
+    for (const line of formatLoadReport(probe.report)) log(line);
+    log(`dataset ${probe.name} (${probe.format}): ${seqs.users} users, ${seqs.numItems} items, ${seqs.items.length} interactions`);
+    const pop = metrics(popularityRanks(seqs, 'test'));
+    log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);
+    for (const { name, preset, spec: m } of models) {
+      const proto = protocolFor(protocolName, preset.backbone, kind);
+      let text: TextTowerOptions | undefined;
+      if (preset.itemTower === 'text') {
+        const encoder = options.textEncoder ?? m.text?.encoder ?? preset.text?.encoder;
+        const pretrained = resolveTextEncoder(encoder ?? 'bert-tiny').weights !== undefined;
+        text = { ...preset.text, ...m.text, encoder, tokenizer: options.tokenizer ?? m.text?.tokenizer ?? preset.text?.tokenizer, ...(pretrained ? { pooling: 'cls' as const } : {}) };
+      }
+      const base: TrainConfig = {
+        dataset: ds.path,
+        maxLen: options.maxLen ?? proto.maxLen,
+        minSeqLen: proto.minSeqLen,
+        ...(ds.warm ? { warm: ds.warm } : {}),
+        seed,
+        scale: options.scale ?? 1,
+        model: { backbone: preset.backbone, itemTower: preset.itemTower, ...preset.config, ...m.config },
+        train: {
+          batchSize: 128,
+          lr: 1e-3,
+          weightDecay: 0.1,
+          gradAccum: 1,
+          ...(preset.train as Partial<TrainConfig['train']>),
+          ...m.train,
+          epochs: options.epochs ?? m.train?.epochs ?? proto.maxEpochs,
+          patience: options.patience ?? m.train?.patience ?? proto.patience,
+        },
+        ...(text ? { text } : {}),
+        protocol: { name: proto.name, maskRepeatedTarget: proto.maskRepeatedTarget },
+        threads: options.threads,
+      };
+      let best: { outcome: RunOutcome; cell: [string, number | string | boolean][] } | undefined;
+      const gridValues: Record<string, number> = {};
+      for (const cell of cells) {
+        const cfg = applyCell(base, cell);
+        const runDir = path.join(out, 'cells', label, name, cellName(cell));
+        log(`${name} on ${label}${cell.length ? ` [${cellName(cell)}]` : ''}: training (early stop on valid HR@10, patience ${cfg.train.patience}, at most ${cfg.train.epochs} epochs)`);
+        const outcome = await trainRun(runDir, cfg, { mode: 'auto', log, signal: options.signal });
+        gridValues[cellName(cell)] = outcome.results.valid['HR@10'];
+        if (!best || outcome.results.valid['HR@10'] > best.outcome.results.valid['HR@10']) best = { outcome, cell };
+      }
+      const r = best!.outcome.results;
+      rows.push({
+        model: name,
+        backbone: preset.backbone,
+        itemTower: r.itemTower,
+        paradigm: preset.paradigm,
+        pretrained: r.pretrained,
+        dataset: ds.path === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})` : label,
+        split: 'test',
+        'HR@10': r.test['HR@10'],
+        'NDCG@10': r.test['NDCG@10'],
+        protocol: r.protocol,
+        validHR10: r.valid['HR@10'],
+        epochs: r.epochs,
+        bestEpoch: r.bestEpoch,
+        seconds: r.seconds,
+        users: r.users,
+        items: r.items,
+        seed,
+        cell: Object.fromEntries(best!.cell),
+        runDir: path.relative(out, best!.outcome.runDir),
+        buckets: r.buckets,
+        grid: gridValues,
+      });
+      writeAtomic(path.join(out, 'results.json'), [Buffer.from(JSON.stringify(rows, null, 2) + '\n')]);
+    }
   }
   return rows;
 }

@@ -12,6 +12,7 @@ import { Model } from '../model';
 import { loadAddon } from '../native';
 import { popularityRanks } from '../popularity';
 import { ProgressBar } from './progress';
+import { stopOnSignals } from './signals';
 import { studyMain } from './study_command';
 import { prepareTextTower } from '../text/text_tower';
 
@@ -20,6 +21,7 @@ function dataOptions<T>(y: Argv<T>) {
     .option('dataset', { type: 'string', default: 'synthetic', describe: "'synthetic' or a path to a data set (file or folder)" })
     .option('max-len', { type: 'number', default: 20, describe: 'window L; users keep their last L + 3 items' })
     .option('min-seq-len', { type: 'number', default: 5, describe: 'drop users with fewer interactions' })
+    .option('warm', { type: 'number', default: 0, describe: 'warm-N: drop items with fewer than N interactions, then users below --min-seq-len, to a fixpoint (paper: 20, 50, 200; 0 = off)' })
     .option('seed', { type: 'number', default: 42, describe: 'seed of training and of the synthetic world' })
     .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
     .option('keep-duplicates', { type: 'boolean', default: false, describe: 'keep rows repeating an earlier row (same user, item, timestamp); default: drop and count them' })
@@ -48,6 +50,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     maxLen: args['max-len'] as number,
     minSeqLen: args['min-seq-len'] as number,
     keepDuplicates: args['keep-duplicates'] as boolean,
+    ...(args.warm ? { warm: args.warm as number } : {}),
     seed: args.seed as number,
     scale: args.scale as number,
     model: {
@@ -95,7 +98,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     for (const k of ['model', 'train', 'text'] as const)
       if (fromFile[k] !== undefined && (typeof fromFile[k] !== 'object' || fromFile[k] === null || Array.isArray(fromFile[k])))
         throw usage(`${file}: expected an object for ${k}`);
-    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
+    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
     for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
     const trainKeys = Object.keys(cfg.train);
     for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
@@ -116,28 +119,6 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     numberIn(cfg.scale, 'scale', 0.01, 1000);
   });
   return cfg;
-}
-
-/** SIGINT/SIGTERM abort the running epoch at its next batch; the run then stops with its last whole checkpoint. */
-function stopOnSignals(): { signal: AbortSignal; received: () => NodeJS.Signals | undefined; dispose: () => void } {
-  const controller = new AbortController();
-  let got: NodeJS.Signals | undefined;
-  const handler = (sig: NodeJS.Signals) => {
-    if (got) process.exit(sig === 'SIGINT' ? 130 : 143); // a second signal: stop now
-    got = sig;
-    console.error(`\n${sig}: stopping at the next batch (send it again to stop at once)`);
-    controller.abort();
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return {
-    signal: controller.signal,
-    received: () => got,
-    dispose: () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-    },
-  };
 }
 
 async function train(args: Record<string, unknown>): Promise<void> {
@@ -190,6 +171,7 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
     maxLen: runConfig.maxLen ?? 20,
     minSeqLen: runConfig.minSeqLen ?? 5,
     keepDuplicates: runConfig.keepDuplicates ?? false,
+    ...(runConfig.warm ? { warm: runConfig.warm } : {}),
     synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
   });
   if (runConfig.dataFingerprint && runConfig.dataFingerprint !== data.fingerprint) {
@@ -218,6 +200,7 @@ async function dataCommand(args: Record<string, unknown>): Promise<void> {
     maxLen: args['max-len'] as number,
     minSeqLen: args['min-seq-len'] as number,
     keepDuplicates: args['keep-duplicates'] as boolean,
+    ...(args.warm ? { warm: args.warm as number } : {}),
     strict: args.strict as boolean,
     synthetic: { seed: args.seed as number, scale: args.scale as number },
     onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),

@@ -1,18 +1,31 @@
 /** `node train.js` / `morec study`: the default IDRec-vs-MoRec study. */
 import yargs from 'yargs';
 import { MorecError } from '../errors';
-import { formatTable, MODEL_PRESETS, runStudy } from '../study';
+import * as path from 'node:path';
+import { readJson } from '../run';
+import { formatTable, MODEL_PRESETS, runStudy, StudyOptions } from '../study';
+import { didYouMean } from '../validate';
+import { stopOnSignals } from './signals';
+
+/** Keys a study file may hold (StudyOptions without the runtime-only ones). */
+const STUDY_KEYS = ['dataset', 'datasets', 'models', 'grid', 'protocol', 'epochs', 'patience', 'maxLen', 'seed', 'scale', 'textEncoder', 'tokenizer'];
 
 export async function studyMain(argv: string[], scriptName = 'node train.js'): Promise<number> {
   const args = await yargs(argv)
     .scriptName(scriptName)
-    .usage('$0 [options]\n\nTrains each model to early stop on validation HR@10, tests the best weights, prints a table and writes results.json.')
+    .usage(
+      '$0 [options]\n\nTrains each model to early stop on validation HR@10, tests the best weights, prints a table and writes results.json.\n' +
+        'Each model (and grid value) is a run folder under <out>/cells/; rerunning the same study into the same --out reuses finished runs and resumes unfinished ones.',
+    )
+    .option('config', { type: 'string', describe: 'study file (JSON): { datasets, models, grid, protocol, epochs, patience, maxLen, seed, ... }; replaces the flags that describe the study' })
+    .option('protocol', { choices: ['morec', 'paper'] as const, default: 'morec' as const, describe: "'paper': the official code's L, early stopping and masking of repeated targets" })
+    .option('overwrite', { type: 'boolean', default: false, describe: 'replace a study in --out that has another spec (refused otherwise)' })
     .option('dataset', { type: 'string', default: 'synthetic', describe: "'synthetic' (embedded, generated from --seed) or a path to a data set" })
     .option('models', { type: 'string', default: Object.keys(MODEL_PRESETS).join(','), describe: `comma-separated: ${Object.keys(MODEL_PRESETS).join(', ')}` })
     .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs per model' })
     .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
     .option('max-len', { type: 'number', default: 20, describe: 'SASRec window L (users keep their last L + 3 items)' })
-    .option('out', { type: 'string', default: 'runs/study', describe: 'folder for results.json' })
+    .option('out', { type: 'string', default: 'runs/study', describe: 'study folder: study.json, cells/, results.json' })
     .option('seed', { type: 'number', default: 42 })
     .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
     .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
@@ -38,20 +51,42 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
   check(Number.isInteger(args['max-len']) && args['max-len'] > 0, 'a positive integer for --max-len', args['max-len']);
   check(Number.isInteger(args.seed) && args.seed >= 0, 'a non-negative integer for --seed', args.seed);
   check(Number.isFinite(args.scale) && args.scale >= 0.01 && args.scale <= 1000, 'a number in [0.01, 1000] for --scale', args.scale);
-  const rows = await runStudy({
+  let spec: StudyOptions = {
     dataset: args.dataset,
     models,
     epochs: args.epochs,
     patience: args.patience,
     maxLen: args['max-len'],
-    out: args.out,
     seed: args.seed,
     scale: args.scale,
-    threads: args.threads,
-    textEncoder: args['text-encoder'],
-    tokenizer: args.tokenizer,
-    log,
-  });
+    ...(args.protocol !== 'morec' ? { protocol: args.protocol } : {}),
+    ...(args['text-encoder'] ? { textEncoder: args['text-encoder'] } : {}),
+    ...(args.tokenizer ? { tokenizer: args.tokenizer } : {}),
+  };
+  if (args.config) {
+    const file = path.resolve(args.config);
+    let fromFile: StudyOptions;
+    try {
+      fromFile = readJson<StudyOptions>(file, 'the study file');
+    } catch (e) {
+      throw new MorecError('EUSAGE', `--config ${(e as Error).message}`);
+    }
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) throw new MorecError('EUSAGE', `${file}: expected a JSON object describing the study`);
+    for (const k of Object.keys(fromFile)) if (!STUDY_KEYS.includes(k)) throw new MorecError('EUSAGE', `${file}: unknown key ${k}${didYouMean(k, STUDY_KEYS)} (expected ${STUDY_KEYS.join(', ')})`);
+    spec = fromFile;
+  }
+  const stop = stopOnSignals();
+  let rows;
+  try {
+    rows = await runStudy({ ...spec, out: args.out, overwrite: args.overwrite, threads: args.threads, log, signal: stop.signal });
+  } catch (e) {
+    const sig = stop.received();
+    if (sig && e instanceof MorecError && e.code === 'EABORT')
+      throw new MorecError('EABORT', `${sig}: the study stopped (${e.message}). Run the same command again to continue it: finished runs are reused, the interrupted one resumes from its last whole epoch.`, { cause: e });
+    throw e;
+  } finally {
+    stop.dispose();
+  }
   console.log('');
   console.log(formatTable(rows));
   console.log(`\nresults: ${args.out}/results.json`);

@@ -13,19 +13,23 @@ import * as path from 'node:path';
 import { MorecError } from '../errors';
 import { Sequences } from '../sequences';
 import { findAtomicName, loadAmazonAtomic } from './loaders/amazon_atomic';
+import { HM_TRANSACTIONS, isHmFolder, loadHm } from './loaders/hm';
 import { findIdVsMoRec, loadIdVsMoRec } from './loaders/idvsmorec';
+import { findImageFolder, listImages } from './loaders/images';
 import { loadInteractions } from './loaders/interactions';
+import { isMindFolder, loadMind, MIND_BEHAVIORS } from './loaders/mind';
 import { loadUserLines } from './loaders/user_lines';
 import { preprocess } from './preprocess';
-import { fsError, listFolder, openRegularFile, Progress, RawData, RawReport, statSource } from './raw';
+import { fsError, ItemText, listFolder, openRegularFile, Progress, RawData, RawReport, statSource } from './raw';
 import { generateSyntheticWorld, SyntheticOptions } from './synthetic';
 import { renderSyntheticImages } from './synthetic_images';
 import { cleanStaleTemps, tempSuffix } from './temps';
 
 /** Layout of a cache entry. 2: meta.json holds `version`, `report` and `arrays` (byte length + sha256 of each array). */
 const CACHE_VERSION = 2;
-/** What preparation does, part of every fingerprint. 2: duplicates dropped by default, headers only by their names. */
-const PREPARE_VERSION = 2;
+/** What preparation does, part of every fingerprint. 2: duplicates dropped by default, headers only by their names.
+ *  3: MIND and H&M loaders, warm-N, item text options, unresolved ids and warnings in the report, image folders fingerprinted. */
+const PREPARE_VERSION = 3;
 const ARRAY_FILES = ['offsets.i32', 'items.i32', 'popularity.i32'] as const;
 
 /** What loading and preprocessing read, dropped, kept and guessed; `formatLoadReport` prints it. */
@@ -44,6 +48,20 @@ export interface LoadReport extends RawReport {
   interactionsBeyondWindow: number;
   /** Items no longer used after the above. */
   itemsDropped: number;
+  /** Warm-N (0 = off): items with fewer than N interactions removed, repeated with the minSeqLen rule to a fixpoint. */
+  warm: number;
+  /** Items warm-N removed and their interactions; users dropped only because of it; rounds to the fixpoint. */
+  warmItemsDropped: number;
+  warmInteractionsDropped: number;
+  usersDroppedByWarm: number;
+  warmRounds: number;
+  /** Prepared items with a text / an image (absent when the data set has none at all). */
+  itemsWithText?: number;
+  itemsWithImage?: number;
+  /** Each a `WARNING:` line of formatLoadReport: most users or interactions dropped, most ids unresolved. */
+  warnings: string[];
+  /** More than half of the users, or of the interactions (before the L + 3 window), were dropped. */
+  dropWarning: boolean;
   /** In the prepared sequences: positions whose item equals the one before (kept, not dropped). */
   consecutiveRepeats: number;
   /** Users whose test item equals their validation item (a case of the above that eases the test). */
@@ -66,7 +84,7 @@ export interface Dataset {
   /** popularity[i] = interactions of item i in the training prefixes (each sequence without its last 2) */
   popularity: Int32Array;
   sources: string[];
-  options: { minSeqLen: number; maxLen: number; keepDuplicates: boolean };
+  options: { minSeqLen: number; maxLen: number; keepDuplicates: boolean; warm?: number; itemText?: ItemText };
   report: LoadReport;
   cacheDir?: string;
 }
@@ -79,8 +97,13 @@ export interface PrepareOptions {
   itemsFile?: string;
   /** Keep rows that repeat an earlier row (same user, item and timestamp; see the loaders). Default false. */
   keepDuplicates?: boolean;
-  /** Any duplicate dropped or anything guessed (header, columns, delimiter) is an EFORMAT error naming what and where. */
+  /** Any duplicate dropped, anything guessed (header, columns, delimiter, a MIND history) or an id without a row in
+   *  the item table (news.tsv, articles.csv) is an EFORMAT error naming what and where. */
   strict?: boolean;
+  /** Warm-N: drop items with fewer than N interactions, then users below minSeqLen, to a fixpoint (paper: 20, 50, 200). 0 = off. */
+  warm?: number;
+  /** Item text of MIND, H&M and IDvs.MoRec items files: the title (default) or `title. abstract` (H&M: prod_name, detail_desc). */
+  itemText?: ItemText;
   /** Where prepared data sets are cached; default $MOREC_CACHE or ~/.cache/morec. false = no cache. */
   cacheDir?: string | false;
   synthetic?: SyntheticOptions;
@@ -93,8 +116,14 @@ export function defaultCacheDir(): string {
 
 /** Reads a data set in any supported layout, before preprocessing. */
 export async function loadRaw(source: string, options: PrepareOptions = {}): Promise<RawData> {
-  const load = { onProgress: options.onProgress, keepDuplicates: options.keepDuplicates ?? false };
+  const itemText = options.itemText ?? 'title';
+  if (itemText !== 'title' && itemText !== 'title+abstract') throw new MorecError('EINVAL', `Expected 'title' or 'title+abstract' for itemText but received ${JSON.stringify(itemText)}`);
+  const load = { onProgress: options.onProgress, keepDuplicates: options.keepDuplicates ?? false, itemText };
+  const titleOnly = (format: string) => {
+    if (itemText !== 'title') throw new MorecError('EINVAL', `itemText '${itemText}' applies to MIND, H&M and IDvs.MoRec data sets, not to ${format}`);
+  };
   if (source === 'synthetic') {
+    titleOnly('the synthetic world');
     const world = generateSyntheticWorld(options.synthetic);
     // Images are generated on first use into the cache (or a temp folder when caching is off).
     const root = options.cacheDir === false ? os.tmpdir() : options.cacheDir ?? defaultCacheDir();
@@ -118,10 +147,16 @@ export async function loadRaw(source: string, options: PrepareOptions = {}): Pro
       report: { rowsRead: world.userIds.length, rowUnit: 'generated users', duplicatesFound: 0, duplicatesDropped: 0, duplicateRule: 'not applicable: generated data', headerDetected: 'none', guessed: [] },
     };
   }
-  const p = path.resolve(source);
-  if (sourceStat(source).isDirectory()) {
-    if (findAtomicName(p)) return loadAmazonAtomic(p, load);
+  const p = layoutRoot(source);
+  if (p !== path.resolve(source) || sourceStat(source).isDirectory()) {
+    if (findAtomicName(p)) {
+      titleOnly('Amazon atomic files');
+      return loadAmazonAtomic(p, load);
+    }
+    if (isMindFolder(p)) return loadMind(p, load);
+    if (isHmFolder(p)) return loadHm(p, load);
     if (findIdVsMoRec(p)) return loadIdVsMoRec(p, load);
+    titleOnly('generic interactions or user lines');
     const names = listFolder(p);
     const txt = names.filter((f) => f.endsWith('.txt'));
     if (txt.length === 1) return loadUserLines(path.join(p, txt[0]), load);
@@ -132,11 +167,28 @@ export async function loadRaw(source: string, options: PrepareOptions = {}): Pro
     }
     throw new MorecError(
       'EINVAL',
-      `${p}: no known data set layout (expected '<Name>.test.inter' atomic files, '*users.tsv' + '*items.tsv', one '<name>.txt' of user lines, or 'interactions.csv|tsv' [+ 'items.csv|tsv'])`,
+      `${p}: no known data set layout (expected '<Name>.test.inter' atomic files, MIND's '${MIND_BEHAVIORS}' [+ 'news.tsv'], H&M's '${HM_TRANSACTIONS}' [+ 'articles.csv', 'images/'], '*users.tsv' + '*items.tsv', one '<name>.txt' of user lines, or 'interactions.csv|tsv' [+ 'items.csv|tsv'])`,
     );
   }
+  titleOnly('generic interactions or user lines');
   if (/\.(csv|tsv)$/i.test(p)) return loadInteractions(p, options.itemsFile, load);
   return loadUserLines(p, load);
+}
+
+/**
+ * The folder of a MIND `behaviors.tsv` or an H&M `transactions_train.csv` named directly (its news.tsv,
+ * articles.csv and images/ are beside it; read as the generic formats they would be misread); else the path.
+ */
+function layoutRoot(source: string): string {
+  const p = path.resolve(source);
+  const base = path.basename(p);
+  if (base !== MIND_BEHAVIORS && base !== HM_TRANSACTIONS) return p;
+  try {
+    if (!fs.statSync(p).isFile()) return p;
+  } catch {
+    return p; // sourceStat names what is missing
+  }
+  return path.dirname(p);
 }
 
 /** The source's stat: ENOENT says what --dataset accepts; devices, FIFOs and sockets are refused (EINVAL). */
@@ -168,8 +220,8 @@ function hashFile(h: crypto.Hash, file: string): void {
 /** Files a source consists of, for fingerprinting before anything is parsed (checked to be regular files). */
 function sourceFiles(source: string, itemsFile?: string): string[] {
   if (source === 'synthetic') return [];
-  const p = path.resolve(source);
-  const files = sourceStat(source).isDirectory()
+  const p = layoutRoot(source);
+  const files = p !== path.resolve(source) || sourceStat(source).isDirectory()
     ? listFolder(p)
         .filter((f) => !f.startsWith('.'))
         .map((f) => path.join(p, f))
@@ -194,6 +246,8 @@ export function fingerprint(source: string, options: PrepareOptions): string {
       minSeqLen: options.minSeqLen ?? 5,
       maxLen: options.maxLen ?? 0,
       keepDuplicates: options.keepDuplicates ?? false,
+      warm: options.warm ?? 0,
+      itemText: options.itemText ?? 'title',
       synthetic: source === 'synthetic' ? options.synthetic ?? {} : undefined,
     }),
   );
@@ -201,12 +255,18 @@ export function fingerprint(source: string, options: PrepareOptions): string {
     h.update(path.basename(f));
     hashFile(h, f);
   }
+  // which items have an image depends on the image folder's listing (the images themselves are read later)
+  const root = layoutRoot(source);
+  if (source !== 'synthetic' && (root !== path.resolve(source) || sourceStat(source).isDirectory())) {
+    const folder = findImageFolder(root);
+    if (folder) h.update(`images:${path.basename(folder)}\n${listImages(folder).join('\n')}`);
+  }
   return h.digest('hex');
 }
 
 function datasetName(source: string): string {
   if (source === 'synthetic') return 'synthetic';
-  return path.basename(path.resolve(source)).replace(/\.[^.]+$/, '');
+  return path.basename(layoutRoot(source)).replace(/\.[^.]+$/, '');
 }
 
 function popularityOf(seqs: Sequences): Int32Array {
@@ -332,7 +392,47 @@ function enforceStrict(report: LoadReport, source: string): void {
       `${report.duplicatesDropped} duplicate ${report.rowUnit} dropped (${report.duplicateRule}; first: ${report.firstDuplicate}); remove them from the data or pass keepDuplicates (--keep-duplicates) to keep them`,
     );
   for (const g of report.guessed) problems.push(`guessed ${g}`);
+  const u = report.unresolved;
+  if (u)
+    problems.push(
+      `${u.ids} item ids (${u.interactions} interactions; e.g. ${u.examples.map((x) => `'${x}'`).join(', ')}) have no row in ${u.table}; without --strict they are kept as items without text`,
+    );
   if (problems.length) throw new MorecError('EFORMAT', `strict: ${source}: ${problems.join('; ')}`);
+}
+
+function pct(a: number, b: number): string {
+  return `${((100 * a) / Math.max(1, b)).toFixed(1)}%`;
+}
+
+/**
+ * Loud warnings: more than half of the users, or of the interactions (duplicates, warm-N and users below
+ * minSeqLen; not the L + 3 window, which the protocol trims by design) dropped — which sets dropWarning —
+ * and more than half of the interactions naming ids that the item table does not list.
+ */
+function addWarnings(r: LoadReport): void {
+  const warnings: string[] = [];
+  if (r.usersDropped * 2 > r.usersRead)
+    warnings.push(
+      `${r.usersDropped} of ${r.usersRead} users (${pct(r.usersDropped, r.usersRead)}) dropped: fewer than ${r.minSeqLen} interactions` +
+        (r.usersDroppedByWarm ? ` (${r.usersDroppedByWarm} of them only after warm-${r.warm} removed their rare items)` : ''),
+    );
+  const dupInteractions = r.rowUnit === 'interactions' ? r.duplicatesDropped : 0;
+  const seen = r.interactionsRead + dupInteractions;
+  const lost = dupInteractions + r.warmInteractionsDropped + r.interactionsOfDroppedUsers;
+  if (lost * 2 > seen)
+    warnings.push(
+      `${lost} of ${seen} interactions (${pct(lost, seen)}) dropped before the L + 3 window: ` +
+        [dupInteractions ? `${dupInteractions} duplicates` : '', r.warmInteractionsDropped ? `${r.warmInteractionsDropped} of warm-${r.warm}'s rare items` : '', r.interactionsOfDroppedUsers ? `${r.interactionsOfDroppedUsers} of users below ${r.minSeqLen}` : '']
+          .filter(Boolean)
+          .join(', '),
+    );
+  if (r.rowUnit !== 'interactions' && r.duplicatesDropped * 2 > r.rowsRead)
+    warnings.push(`${r.duplicatesDropped} of ${r.rowsRead} ${r.rowUnit} (${pct(r.duplicatesDropped, r.rowsRead)}) dropped as duplicates`);
+  r.dropWarning = warnings.length > 0;
+  const u = r.unresolved;
+  if (u && u.interactions * 2 > r.interactionsRead)
+    warnings.push(`${u.interactions} of ${r.interactionsRead} interactions (${pct(u.interactions, r.interactionsRead)}) name one of ${u.ids} item ids without a row in ${u.table}: those items have no text`);
+  r.warnings = warnings;
 }
 
 /** The load report as short lines for a terminal (morec data, morec train). */
@@ -342,12 +442,29 @@ export function formatLoadReport(r: LoadReport): string[] {
   if (r.duplicatesFound === 0) lines.push(`duplicates: 0 (${r.duplicateRule})`);
   else if (r.duplicatesDropped > 0) lines.push(`duplicates: dropped ${r.duplicatesDropped} (${r.duplicateRule}); first: ${r.firstDuplicate}; --keep-duplicates keeps them`);
   else lines.push(`duplicates: kept ${r.duplicatesFound} (--keep-duplicates; ${r.duplicateRule}); first: ${r.firstDuplicate}`);
+  for (const n of r.notes ?? []) lines.push(n);
+  if (r.unresolved)
+    lines.push(
+      `unresolved ids: ${r.unresolved.ids} item ids (${r.unresolved.interactions} interactions; e.g. ${r.unresolved.examples.join(', ')}) have no row in ${r.unresolved.table}: kept as items without text (--strict refuses them)`,
+    );
+  if (r.warm)
+    lines.push(
+      `warm-${r.warm}: removed ${r.warmItemsDropped} items with fewer than ${r.warm} interactions (${r.warmInteractionsDropped} interactions) and then ${r.usersDroppedByWarm} users left below ${r.minSeqLen}, ` +
+        `${r.warmRounds} round${r.warmRounds === 1 ? '' : 's'} to a fixpoint`,
+    );
   lines.push(
     `preprocessing: ${r.usersRead} users, ${r.itemsRead} items, ${r.interactionsRead} interactions read; dropped ${r.usersDropped} users with fewer than ${r.minSeqLen} interactions (${r.interactionsOfDroppedUsers} interactions), ` +
       `${r.interactionsBeyondWindow} interactions before ${r.maxLen > 0 ? `each user's last ${r.maxLen + 3}` : 'the window (none: maxLen 0)'}, ${r.itemsDropped} items no longer used`,
   );
+  if (r.itemsWithText !== undefined || r.itemsWithImage !== undefined) {
+    const kept = r.itemsRead - r.itemsDropped;
+    lines.push(
+      `items: ${[r.itemsWithText !== undefined ? `${r.itemsWithText} of ${kept} with text` : '', r.itemsWithImage !== undefined ? `${r.itemsWithImage} of ${kept} with an image` : ''].filter(Boolean).join(', ')}`,
+    );
+  }
   lines.push(`consecutive repeats (same item twice in a row, kept): ${r.consecutiveRepeats}; users whose test item repeats their validation item: ${r.testRepeatsValidation}`);
   for (const g of r.guessed) lines.push(`guessed: ${g}`);
+  for (const w of r.warnings ?? []) lines.push(`WARNING: ${w}`);
   lines.push(`cache: ${r.cache}`);
   return lines;
 }
@@ -356,6 +473,9 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
   const minSeqLen = options.minSeqLen ?? 5;
   const maxLen = options.maxLen ?? 0;
   const keepDuplicates = options.keepDuplicates ?? false;
+  const warm = options.warm ?? 0;
+  if (!Number.isInteger(warm) || warm < 0) throw new MorecError('EINVAL', `Expected a non-negative integer for warm but received ${JSON.stringify(warm)}`);
+  const itemText = options.itemText ?? 'title';
   if (source !== 'synthetic') sourceStat(source);
   if (options.itemsFile) statSource(path.resolve(options.itemsFile));
   const fp = fingerprint(source, options);
@@ -377,10 +497,11 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
   }
   const raw = await loadRaw(source, options);
   const rawSeqs = new Sequences(raw.offsets, raw.items, raw.itemIds.length);
-  const pre = preprocess(rawSeqs, { minSeqLen, maxLen });
+  const pre = preprocess(rawSeqs, { minSeqLen, maxLen, warm });
   const pick = <T>(a: T[] | undefined) => (a ? Array.from(pre.itemMap, (old) => a[old - 1]) : undefined);
-  let interactionsOfKept = 0;
-  for (const u of pre.keptUsers) interactionsOfKept += raw.offsets[u + 1] - raw.offsets[u];
+  const text = pick(raw.text ?? undefined) as (string | null)[] | undefined;
+  const image = pick(raw.image ?? undefined) as (string | null)[] | undefined;
+  const st = pre.stats;
   const report: LoadReport = {
     format: raw.format,
     ...raw.report,
@@ -390,12 +511,22 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
     minSeqLen,
     maxLen,
     usersDropped: raw.userIds.length - pre.keptUsers.length,
-    interactionsOfDroppedUsers: raw.items.length - interactionsOfKept,
-    interactionsBeyondWindow: interactionsOfKept - pre.sequences.items.length,
+    interactionsOfDroppedUsers: st.interactionsOfDroppedUsers,
+    interactionsBeyondWindow: st.interactionsBeyondWindow,
     itemsDropped: raw.itemIds.length - pre.itemMap.length,
+    warm,
+    warmItemsDropped: st.warmItemsDropped,
+    warmInteractionsDropped: st.warmInteractionsDropped,
+    usersDroppedByWarm: st.usersDroppedByWarm,
+    warmRounds: st.warmRounds,
+    ...(text ? { itemsWithText: text.filter((t) => t !== null && t !== undefined).length } : {}),
+    ...(image ? { itemsWithImage: image.filter((t) => t !== null && t !== undefined).length } : {}),
     ...countRepeats(pre.sequences),
+    warnings: [],
+    dropWarning: false,
     cache: cacheState,
   };
+  addWarnings(report);
   const dataset: Dataset = {
     name,
     format: raw.format,
@@ -403,11 +534,11 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
     sequences: pre.sequences,
     userIds: Array.from(pre.keptUsers, (u) => raw.userIds[u]),
     itemIds: Array.from(pre.itemMap, (old) => raw.itemIds[old - 1]),
-    text: pick(raw.text ?? undefined) as (string | null)[] | undefined,
-    image: pick(raw.image ?? undefined) as (string | null)[] | undefined,
+    text,
+    image,
     popularity: popularityOf(pre.sequences),
     sources: raw.files,
-    options: { minSeqLen, maxLen, keepDuplicates },
+    options: { minSeqLen, maxLen, keepDuplicates, ...(warm ? { warm } : {}), ...(itemText !== 'title' ? { itemText } : {}) },
     report,
   };
   if (dir) {

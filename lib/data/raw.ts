@@ -28,6 +28,33 @@ export interface RawReport {
   headerDetected: string;
   /** Everything the loader assumed rather than read, each naming the file (e.g. columns taken by position). */
   guessed: string[];
+  /** Ids in the interactions that the item table (news.tsv, articles.csv) has no row for; kept as items without text. */
+  unresolved?: UnresolvedIds;
+  /** Format-specific facts worth a line each (impressions read, ids padded, image folder used, ...). */
+  notes?: string[];
+}
+
+/** Interaction ids without a row in the item table: kept as items without text (null), never an empty string. */
+export interface UnresolvedIds {
+  /** The item table, e.g. 'news.tsv'. */
+  table: string;
+  /** Distinct ids, and the interactions that name them. */
+  ids: number;
+  interactions: number;
+  /** A few of them, for the message. */
+  examples: string[];
+}
+
+/** Which item fields make an item's text: the title (MIND title, H&M prod_name), or title + abstract (MIND abstract, H&M detail_desc). */
+export type ItemText = 'title' | 'title+abstract';
+
+/** `title. abstract` (no extra full stop after a title that ends in . ! or ?); either part may be missing. */
+export function joinText(title: string, abstract: string | undefined, itemText: ItemText): string | null {
+  const t = title.trim();
+  const a = itemText === 'title+abstract' ? (abstract ?? '').trim() : '';
+  if (!a) return t || null;
+  if (!t) return a;
+  return /[.!?]$/.test(t) ? `${t} ${a}` : `${t}. ${a}`;
 }
 
 export interface RawData {
@@ -48,6 +75,8 @@ export interface LoadOptions {
   onProgress?: Progress;
   /** Keep rows that repeat an earlier row (default: drop them and count them in the report). */
   keepDuplicates?: boolean;
+  /** Item text of MIND, H&M and IDvs.MoRec items files (default 'title'). */
+  itemText?: ItemText;
 }
 
 /** Interns item ids; collects one sequence per user. */

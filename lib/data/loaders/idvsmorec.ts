@@ -1,12 +1,16 @@
 /**
- * The official IDvs.MoRec preprocessed files: `*users.tsv` (`user \t item item ...` in time order) and
- * `*items.tsv` (`id \t title \t abstract` for text data sets; one id a line for image data sets, whose images
- * are then looked up as `images/<id>.jpg` beside the files when that folder exists).
+ * The official IDvs.MoRec files (westlake-repl/IDvs.MoRec, `dataset/MIND`, `dataset/HM`, and Bili in the same
+ * layout): `*users.tsv` (`user \t item item ...` in time order, e.g. `mind_60w_users.tsv`) and `*items.tsv`
+ * (e.g. `mind_60w_items.tsv`, `hm_50w_items.tsv`), one item a line: `id`, or `id \t title [\t abstract]`.
+ * Images are `<folder>/<id>.jpg` where the folder is `images/` or the one `*_images/` beside the files (the
+ * official `hm_images/v27903.jpg`); jpeg/png/webp files are found as well, flat or one level down.
+ * Item text: the title, or `title. abstract` with itemText 'title+abstract'; an empty one is no text (null).
+ * Every item of the users file must be listed in the items file (as the official code requires).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from '../../errors';
-import { listFolder, LoadOptions, RawData, readLines, formatError } from '../raw';
+import { formatError, ItemText, joinText, listFolder, LoadOptions, RawData, readLines } from '../raw';
+import { findImageFolder, imagesById } from './images';
 import { loadUserLines } from './user_lines';
 
 export function findIdVsMoRec(dir: string): { users: string; items: string } | undefined {
@@ -19,13 +23,13 @@ export function findIdVsMoRec(dir: string): { users: string; items: string } | u
 export async function loadIdVsMoRec(dir: string, options: LoadOptions = {}): Promise<RawData> {
   const found = findIdVsMoRec(dir);
   if (!found) throw new MorecError('EINVAL', `${dir}: expected one '*users.tsv' and one '*items.tsv' (IDvs.MoRec layout)`);
+  const itemText: ItemText = options.itemText ?? 'title';
   const raw = await loadUserLines(found.users, options, 'idvsmorec');
   raw.files.push(found.items);
   const index = new Map(raw.itemIds.map((id, i) => [id, i + 1]));
   const text: (string | null)[] = new Array(raw.itemIds.length).fill(null);
-  const image: (string | null)[] = new Array(raw.itemIds.length).fill(null);
-  const imageDir = path.join(dir, 'images');
   let hasText = false;
+  let emptyText = 0;
   const known = new Set<string>();
   for await (const { line, lineNo } of readLines(found.items, options.onProgress)) {
     if (!line.trim()) continue;
@@ -34,15 +38,27 @@ export async function loadIdVsMoRec(dir: string, options: LoadOptions = {}): Pro
     if (!id) throw formatError(found.items, lineNo, 'empty item id');
     known.add(id);
     const idx = index.get(id);
-    if (idx === undefined) continue;
-    if (f.length >= 2) {
-      hasText = true;
-      text[idx - 1] = f[1].trim();
-    } else if (fs.existsSync(path.join(imageDir, `${id}.jpg`))) image[idx - 1] = path.join(imageDir, `${id}.jpg`);
+    if (idx === undefined || f.length < 2) continue;
+    hasText = true;
+    const t = joinText(f[1], f[2], itemText);
+    if (t === null) emptyText++;
+    text[idx - 1] = t;
   }
   for (let i = 0; i < raw.itemIds.length; i++)
     if (!known.has(raw.itemIds[i])) throw new MorecError('EFORMAT', `${found.users}: item '${raw.itemIds[i]}' is not listed in ${found.items}`);
-  if (hasText) raw.text = text;
-  if (image.some((x) => x !== null)) raw.image = image;
+  const notes: string[] = [];
+  if (hasText) {
+    raw.text = text;
+    notes.push(`${path.basename(found.items)}: item text: ${itemText === 'title' ? 'title' : 'title. abstract'}${emptyText ? `; ${emptyText} items with an empty one: no text` : ''}`);
+  } else if (itemText === 'title+abstract') throw new MorecError('EINVAL', `itemText 'title+abstract': ${found.items} has no text columns (one id a line)`);
+  const folder = findImageFolder(dir);
+  if (folder) {
+    const byId = imagesById(folder);
+    const image = raw.itemIds.map((id) => byId.get(id) ?? null);
+    const n = image.filter((p) => p !== null).length;
+    if (n) raw.image = image;
+    notes.push(`${path.basename(folder)}/: ${byId.size} images; ${n} of ${raw.itemIds.length} items have one (the rest: no image)`);
+  }
+  raw.report.notes = notes;
   return raw;
 }

@@ -11,8 +11,12 @@
  *
  * Duplicates: rows with the same user, item and timestamp (timestamps compared as parsed, so `5` = `5.0`)
  * are dropped after the first (file order) unless keepDuplicates; they are counted in the report.
+ *
+ * The H&M and MIND loaders build on this one: `readInteractions` takes an item-id normaliser and can demand a
+ * header, and `groupByUser` is the ordering and duplicate rule every timestamped format shares.
  */
 import * as path from 'node:path';
+import { MorecError } from '../../errors';
 import { LoadOptions, Progress, RawBuilder, RawData, RawReport, readLines, formatError, where } from '../raw';
 
 /** Header names recognised for each role (lower case; RecBole's `name:type` matches by name). */
@@ -26,14 +30,22 @@ function columnName(s: string): string {
 
 /** Splits one CSV/TSV line; double-quoted fields may hold the delimiter and "" escapes. */
 export function splitFields(line: string, delimiter: string): string[] {
-  if (delimiter === '\t' || !line.includes('"')) return line.split(delimiter);
+  return parseRecord(line, delimiter) ?? parseRecord(line + '"', delimiter)!;
+}
+
+/**
+ * Splits one CSV/TSV record; undefined while a quoted field is still open at the end of `text` (the record
+ * continues on the next line). A quote opens a field only at its start; "" inside a quoted field is a quote.
+ */
+export function parseRecord(text: string, delimiter: string): string[] | undefined {
+  if (delimiter === '\t' || !text.includes('"')) return text.split(delimiter);
   const out: string[] = [];
   let cur = '';
   let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
     if (quoted) {
-      if (c === '"' && line[i + 1] === '"') {
+      if (c === '"' && text[i + 1] === '"') {
         cur += '"';
         i++;
       } else if (c === '"') quoted = false;
@@ -44,31 +56,43 @@ export function splitFields(line: string, delimiter: string): string[] {
       cur = '';
     } else cur += c;
   }
+  if (quoted) return undefined;
   out.push(cur);
   return out;
 }
 
-function parseTime(s: string): number {
+/** Longest record (in lines) a quoted field may span before the file is called malformed. */
+const MAX_RECORD_LINES = 1000;
+
+/**
+ * The records of a CSV/TSV file (blank lines skipped), a quoted field spanning line ends joined with \n; the
+ * delimiter is the given one, else tab when the first record has tabs, else comma. lineNo is the record's first line.
+ */
+export async function* readRecords(file: string, delimiter: string | undefined, onProgress?: Progress): AsyncGenerator<{ fields: string[]; lineNo: number; delimiter: string; line: string }> {
+  let pending: { text: string; lineNo: number; lines: number } | undefined;
+  for await (const { line, lineNo } of readLines(file, onProgress)) {
+    if (!pending && !line.trim()) continue;
+    if (!delimiter) delimiter = line.includes('\t') ? '\t' : ',';
+    const text = pending ? pending.text + '\n' + line : line;
+    const start = pending ? pending.lineNo : lineNo;
+    const fields = parseRecord(text, delimiter);
+    if (!fields) {
+      const lines = (pending?.lines ?? 0) + 1;
+      if (lines >= MAX_RECORD_LINES) throw formatError(file, start, `a quoted field opened here is not closed within ${MAX_RECORD_LINES} lines`);
+      pending = { text, lineNo: start, lines };
+      continue;
+    }
+    pending = undefined;
+    yield { fields, lineNo: start, delimiter, line: text };
+  }
+  if (pending) throw formatError(file, pending.lineNo, 'a quoted field opened here is not closed before the end of the file');
+}
+
+export function parseTime(s: string): number {
   const t = s.trim();
   if (/^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(t)) return Number(t);
   const ms = Date.parse(t);
   return Number.isNaN(ms) ? NaN : ms / 1000;
-}
-
-class Column<T extends Int32Array | Float64Array> {
-  data: T;
-  length = 0;
-  constructor(private readonly make: (n: number) => T) {
-    this.data = make(1 << 16);
-  }
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const grown = this.make(this.data.length * 2);
-      grown.set(this.data);
-      this.data = grown;
-    }
-    this.data[this.length++] = v;
-  }
 }
 
 interface Columns {
@@ -95,8 +119,88 @@ function headerColumns(fields: string[], file: string, lineNo: number): Columns 
   return { user, item, time, width: Math.max(user, item, time) + 1 };
 }
 
-export async function loadInteractions(file: string, itemsFile?: string, options: LoadOptions = {}): Promise<RawData> {
-  const { onProgress, keepDuplicates = false } = options;
+/** A growable typed column. */
+export class Column<T extends Int32Array | Float64Array> {
+  data: T;
+  length = 0;
+  constructor(private readonly make: (n: number) => T) {
+    this.data = make(1 << 16);
+  }
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const grown = this.make(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data[this.length++] = v;
+  }
+}
+
+/** Where the first duplicate is: event r repeats event `earlier` of user u. */
+export interface DuplicateFound {
+  count: number;
+  first?: { r: number; earlier: number; user: number };
+}
+
+/**
+ * Orders events (rows r = 0..n-1 in file order: user U[r], item I[r], time T[r]) by (user, time, file order)
+ * and hands each user's item sequence to `onUser` in user order. Within a run of equal times, an item
+ * repeated is a duplicate: dropped unless keepDuplicates, counted either way. A counting sort by user keeps
+ * file order; each user's few events are sorted by time only where they are not already in order.
+ */
+export function groupByUser(
+  users: number,
+  n: number,
+  U: Int32Array,
+  I: Int32Array,
+  T: Float64Array,
+  keepDuplicates: boolean,
+  onUser: (u: number, seq: number[]) => void,
+): DuplicateFound {
+  const start = new Int32Array(users + 1);
+  for (let i = 0; i < n; i++) start[U[i] + 1]++;
+  for (let u = 0; u < users; u++) start[u + 1] += start[u];
+  const order = new Int32Array(n);
+  const fill = start.slice(0, users);
+  for (let i = 0; i < n; i++) order[fill[U[i]]++] = i;
+  const found: DuplicateFound = { count: 0 };
+  const seenAt = new Map<number, number>();
+  const seq: number[] = [];
+  for (let u = 0; u < users; u++) {
+    const seg = order.subarray(start[u], start[u + 1]);
+    let sorted = true;
+    for (let k = 1; k < seg.length && sorted; k++) sorted = T[seg[k - 1]] <= T[seg[k]];
+    if (!sorted) seg.sort((a, c) => T[a] - T[c] || a - c);
+    seq.length = 0;
+    seenAt.clear();
+    for (let k = 0; k < seg.length; k++) {
+      const r = seg[k];
+      if (k > 0 && T[r] !== T[seg[k - 1]]) seenAt.clear();
+      const earlier = seenAt.get(I[r]);
+      if (earlier !== undefined) {
+        found.count++;
+        found.first ??= { r, earlier, user: u };
+        if (!keepDuplicates) continue;
+      } else seenAt.set(I[r], r);
+      seq.push(I[r]);
+    }
+    onUser(u, seq);
+  }
+  return found;
+}
+
+/** What the H&M loader (and others like it) ask of the generic reader. */
+export interface ReadInteractionsOptions extends LoadOptions {
+  /** Maps an item id as written to the id used (e.g. H&M's zero-padding); throws a MorecError to refuse one. */
+  normalizeItem?: (id: string, file: string, lineNo: number) => string;
+  /** A header naming the columns is required (no positional guess); the text says which, for the error. */
+  requireHeader?: string;
+  format?: string;
+}
+
+/** Reads the interactions file into a RawData (no items file). */
+export async function readInteractions(file: string, options: ReadInteractionsOptions = {}): Promise<{ raw: RawData; builder: RawBuilder }> {
+  const { onProgress, keepDuplicates = false, normalizeItem, requireHeader, format = 'interactions' } = options;
   const byExtension = /\.tsv$|\.tab$/i.test(file) ? '\t' : undefined;
   const userIndex = new Map<string, number>();
   const userIds: string[] = [];
@@ -107,21 +211,16 @@ export async function loadInteractions(file: string, itemsFile?: string, options
   const lines = new Column((n) => new Int32Array(n));
   const guessed: string[] = [];
   let headerDetected = 'none';
-  let delim = byExtension;
   let cols: Columns | undefined;
-  for await (const { line, lineNo } of readLines(file, onProgress)) {
-    if (!line.trim()) continue;
-    if (!delim) {
-      delim = line.includes('\t') ? '\t' : ',';
-      if (delim === '\t' && /\.csv$/i.test(file)) guessed.push(`${where(file, lineNo)}: delimiter taken as tab in a .csv file (the first row has tabs)`);
-    }
-    const f = splitFields(line, delim);
+  for await (const { fields: f, lineNo, delimiter } of readRecords(file, byExtension, onProgress)) {
     if (!cols) {
+      if (delimiter === '\t' && !byExtension && /\.csv$/i.test(file)) guessed.push(`${where(file, lineNo)}: delimiter taken as tab in a .csv file (the first row has tabs)`);
       cols = headerColumns(f, file, lineNo);
       if (cols) {
         headerDetected = `yes (${[cols.user, cols.item, cols.time].map((i) => f[i].trim()).join(',')})`;
         continue;
       }
+      if (requireHeader) throw formatError(file, lineNo, `expected a header naming the columns (${requireHeader}) but the first row is '${f.join(delimiter === '\t' ? '\\t' : delimiter)}'`);
       cols = { user: 0, item: 1, time: 2, width: 3 };
       guessed.push(`${path.basename(file)}: no header; columns taken by position as user, item, timestamp`);
     }
@@ -131,9 +230,11 @@ export async function loadInteractions(file: string, itemsFile?: string, options
         lineNo,
         `expected ${cols.width} columns (user, item, timestamp) but found ${f.length}` + (headerDetected === 'none' ? '' : ` (the header names them in columns ${cols.user + 1}, ${cols.item + 1}, ${cols.time + 1})`),
       );
-    const u = f[cols.user].trim(), it = f[cols.item].trim();
+    const u = f[cols.user].trim();
+    let it = f[cols.item].trim();
     if (!u) throw formatError(file, lineNo, 'empty user id');
     if (!it) throw formatError(file, lineNo, 'empty item id');
+    if (normalizeItem) it = normalizeItem(it, file, lineNo);
     const t = parseTime(f[cols.time]);
     if (Number.isNaN(t)) {
       const hint = lines.length === 0 && headerDetected === 'none' ? `; a header must name its columns, e.g. 'user,item,timestamp'` : '';
@@ -150,66 +251,39 @@ export async function loadInteractions(file: string, itemsFile?: string, options
     times.push(t);
     lines.push(lineNo);
   }
-  // Order interactions by (user, time, file position): a counting sort by user keeps file order, then each
-  // user's few interactions are sorted by time where they are not already in order. Within a run of equal
-  // times, a repeated item is a duplicate row.
+  if (!cols && requireHeader) throw new MorecError('EFORMAT', `${file}: no interactions found (expected a header naming ${requireHeader}, then rows)`);
   const n = users.length;
-  const U = users.data, T = times.data, I = items.data, L = lines.data;
-  const start = new Int32Array(userIds.length + 1);
-  for (let i = 0; i < n; i++) start[U[i] + 1]++;
-  for (let u = 0; u < userIds.length; u++) start[u + 1] += start[u];
-  const order = new Int32Array(n);
-  const fill = start.slice(0, userIds.length);
-  for (let i = 0; i < n; i++) order[fill[U[i]]++] = i;
-  let duplicates = 0;
-  let firstDuplicate: string | undefined;
-  const seenAt = new Map<number, number>();
-  const seq: number[] = [];
-  for (let u = 0; u < userIds.length; u++) {
-    const seg = order.subarray(start[u], start[u + 1]);
-    let sorted = true;
-    for (let k = 1; k < seg.length && sorted; k++) sorted = T[seg[k - 1]] <= T[seg[k]];
-    if (!sorted) seg.sort((a, c) => T[a] - T[c] || a - c);
-    seq.length = 0;
-    seenAt.clear();
-    for (let k = 0; k < seg.length; k++) {
-      const r = seg[k];
-      if (k > 0 && T[r] !== T[seg[k - 1]]) seenAt.clear();
-      const earlier = seenAt.get(I[r]);
-      if (earlier !== undefined) {
-        duplicates++;
-        firstDuplicate ??= `${where(file, L[r])} repeats line ${L[earlier]} (user '${userIds[u]}', item '${b.itemIds[I[r] - 1]}', timestamp ${T[r]})`;
-        if (!keepDuplicates) continue;
-      } else seenAt.set(I[r], r);
-      seq.push(I[r]);
-    }
-    b.addUser(userIds[u], seq);
-  }
+  const T = times.data, I = items.data, L = lines.data;
+  const dup = groupByUser(userIds.length, n, users.data, I, T, keepDuplicates, (u, seq) => b.addUser(userIds[u], seq));
+  const first = dup.first;
   const report: RawReport = {
     rowsRead: n,
     rowUnit: 'interactions',
-    duplicatesFound: duplicates,
-    duplicatesDropped: keepDuplicates ? 0 : duplicates,
+    duplicatesFound: dup.count,
+    duplicatesDropped: keepDuplicates ? 0 : dup.count,
     duplicateRule: 'same user, item and timestamp',
-    ...(firstDuplicate ? { firstDuplicate } : {}),
+    ...(first ? { firstDuplicate: `${where(file, L[first.r])} repeats line ${L[first.earlier]} (user '${userIds[first.user]}', item '${b.itemIds[I[first.r] - 1]}', timestamp ${T[first.r]})` } : {}),
     headerDetected,
     guessed,
   };
-  const raw = b.build('interactions', itemsFile ? [file, itemsFile] : [file], report);
-  if (itemsFile) await attachItems(raw, itemsFile, b.itemIndex, onProgress);
+  return { raw: b.build(format, [file], report), builder: b };
+}
+
+export async function loadInteractions(file: string, itemsFile?: string, options: LoadOptions = {}): Promise<RawData> {
+  const { raw, builder } = await readInteractions(file, options);
+  if (itemsFile) {
+    raw.files.push(itemsFile);
+    await attachItems(raw, itemsFile, builder.itemIndex, options.onProgress);
+  }
   return raw;
 }
 
 async function attachItems(raw: RawData, file: string, index: Map<string, number>, onProgress?: Progress): Promise<void> {
   let cols: { item: number; text: number; image: number; count: number } | undefined;
-  let delim = /\.tsv$/i.test(file) ? '\t' : undefined;
   const text: (string | null)[] = new Array(raw.itemIds.length).fill(null);
   const image: (string | null)[] = new Array(raw.itemIds.length).fill(null);
   const base = path.dirname(file);
-  for await (const { line, lineNo } of readLines(file, onProgress)) {
-    if (!line.trim()) continue;
-    if (!delim) delim = line.includes('\t') ? '\t' : ',';
-    const f = splitFields(line, delim);
+  for await (const { fields: f, lineNo, line } of readRecords(file, /\.tsv$/i.test(file) ? '\t' : undefined, onProgress)) {
     if (!cols) {
       const names = f.map((s) => s.trim().toLowerCase());
       const find = (...c: string[]) => names.findIndex((x) => c.includes(x));
@@ -223,7 +297,8 @@ async function attachItems(raw: RawData, file: string, index: Map<string, number
     if (!id) throw formatError(file, lineNo, 'empty item id');
     const idx = index.get(id);
     if (idx === undefined) continue; // items nobody interacted with are not part of the data set
-    if (cols.text >= 0) text[idx - 1] = f[cols.text];
+    // an empty title is no title: null, so a text tower sees it as missing, never as ''
+    if (cols.text >= 0) text[idx - 1] = f[cols.text].trim() ? f[cols.text] : null;
     if (cols.image >= 0 && f[cols.image].trim()) image[idx - 1] = path.resolve(base, f[cols.image].trim());
   }
   if (cols && cols.text >= 0) raw.text = text;
