@@ -269,7 +269,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         itemTower: r.itemTower,
         paradigm: preset.paradigm,
         pretrained: r.pretrained,
-        dataset: ds.path === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})` : label,
+        dataset: ds.label ?? (ds.path === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})${ds.warm ? `-warm${ds.warm}` : ''}` : label),
         split: 'test',
         'HR@10': r.test['HR@10'],
         'NDCG@10': r.test['NDCG@10'],

@@ -13,6 +13,7 @@ import { loadAddon } from '../native';
 import { popularityRanks } from '../popularity';
 import { ProgressBar } from './progress';
 import { stopOnSignals } from './signals';
+import { writeReport } from '../report/report';
 import { studyMain } from './study_command';
 import { prepareTextTower } from '../text/text_tower';
 
@@ -282,8 +283,15 @@ export async function main(argv: string[]): Promise<void> {
     .command('study', 'the default study (same as node train.js; see morec study --help)', (y) => y.help(false).version(false).strict(false), async () => {
       await studyMain(argv.slice(1), 'morec study');
     })
+    .command('report <study>', 'write <study>/report.md and figures/*.svg from a study folder (tables in the paper\'s shape, Vega-Lite figures)', (y) =>
+      y.positional('study', { type: 'string', describe: 'study folder (e.g. runs/study)' }),
+      async (a) => {
+        const r = await writeReport(a.study as string);
+        console.log(JSON.stringify({ report: r.file, figures: r.figures }, null, 2));
+      },
+    )
     .command('info', 'libtorch version, threads, CUDA', () => {}, () => console.log(JSON.stringify(loadAddon().torchInfo(), null, 2)))
-    .demandCommand(1, 'Expected a command: train, eval, data, study or info')
+    .demandCommand(1, 'Expected a command: train, eval, data, study, report or info')
     .strict()
     .fail((msg, err) => {
       throw err ?? new MorecError('EUSAGE', msg);

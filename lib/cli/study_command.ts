@@ -6,6 +6,7 @@ import { readJson } from '../run';
 import { formatTable, MODEL_PRESETS, runStudy, StudyOptions } from '../study';
 import { didYouMean } from '../validate';
 import { stopOnSignals } from './signals';
+import { writeReport } from '../report/report';
 
 /** Keys a study file may hold (StudyOptions without the runtime-only ones). */
 const STUDY_KEYS = ['dataset', 'datasets', 'models', 'grid', 'protocol', 'epochs', 'patience', 'maxLen', 'seed', 'scale', 'textEncoder', 'tokenizer'];
@@ -89,6 +90,7 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
   }
   console.log('');
   console.log(formatTable(rows));
-  console.log(`\nresults: ${args.out}/results.json`);
+  const report = await writeReport(args.out);
+  console.log(`\nresults: ${args.out}/results.json\nreport: ${path.relative(process.cwd(), report.file)} (${report.figures.length} figures)`);
   return 0;
 }
