@@ -44,3 +44,27 @@ export function describeProtocol(p: { name: string; maxLen: number; minSeqLen: n
     ...(p.warm ? [`warm-${p.warm}: items with < ${p.warm} interactions dropped`] : []),
   ].join(', ');
 }
+
+export type GridValues = Record<string, (number | string | boolean)[]>;
+
+/**
+ * The hyper-parameter grids of the official scripts (train_*.py of westlake-repl/IDvs.MoRec), by backbone,
+ * item tower and data kind; single values are the scripts' fixed settings. `grid: 'paper'` in a study file
+ * trains each model over its grid (that is many runs: 16 to 54 cells per model and data set).
+ */
+export const PAPER_GRIDS: Record<string, GridValues> = {
+  // bce_text/main-end2end/train_id.py and bce_vision/main-end2end/train_id.py
+  'sasrec-id-text': { batchSize: [128], dropout: [0.1], weightDecay: [0.1], lr: [1e-4, 5e-5, 1e-3, 5e-4], d: [512, 1024, 2048, 4096] },
+  'sasrec-id-vision': { batchSize: [128], dropout: [0.1], weightDecay: [0.1], lr: [1e-4, 5e-5, 1e-3, 5e-4], d: [512, 1024, 2048, 4096] },
+  // bce_text/main-end2end/train_bert_base.py: (lr, fine-tune lr) pairs (1e-4, 5e-5) and (5e-5, 5e-5)
+  'sasrec-text-text': { batchSize: [32], dropout: [0.1], weightDecay: [0.01], d: [512], lr: [1e-4, 5e-5], encoderLr: [5e-5] },
+  // bce_text/main-end2end(DSSM)/train_id.py
+  'dssm-id-text': { batchSize: [512], dropout: [0.1], weightDecay: [0.01, 0.1], d: [512, 1024, 2048], lr: [1e-3, 1e-4, 5e-4], dssmDepth: [0, 2, 4] },
+  // bce_vision/main-end2end(DSSM)/train_id.py
+  'dssm-id-vision': { batchSize: [512, 1024], dropout: [0.1], weightDecay: [0, 0.01, 0.1], d: [512, 1024], lr: [1e-3, 1e-4], dssmDepth: [0] },
+};
+
+/** The paper grid of a model, or undefined where the official scripts have none for it. */
+export function paperGrid(backbone: 'sasrec' | 'dssm', itemTower: string, kind: DataKind): GridValues | undefined {
+  return PAPER_GRIDS[`${backbone}-${itemTower}-${kind}`];
+}

@@ -18,7 +18,7 @@ import { FitOptions } from './train/fit';
 import { TextTowerOptions } from './text/text_tower';
 import { resolveTextEncoder } from './text/encoder';
 import { writeAtomic } from './io/safetensors';
-import { DataKind, ProtocolName, protocolFor } from './protocol';
+import { DataKind, GridValues, paperGrid, ProtocolName, protocolFor } from './protocol';
 import { RunOutcome, RunResults, TrainConfig, trainRun } from './run';
 
 export interface ModelPreset {
@@ -90,6 +90,8 @@ export interface StudyModel {
   config?: Partial<ModelConfig>;
   train?: Partial<TrainConfig['train']>;
   text?: TextTowerOptions;
+  /** This model's own grid (replaces the study's). */
+  grid?: GridValues | 'paper';
 }
 
 export interface StudyOptions {
@@ -98,8 +100,11 @@ export interface StudyOptions {
   datasets?: (string | StudyDataset)[];
   /** Preset names or model specs. */
   models?: (string | StudyModel)[];
-  /** Values to try: { lr: [1e-3, 1e-4], d: [64, 128] } (train.* and model.* keys, short or dotted). */
-  grid?: Record<string, (number | string | boolean)[]>;
+  /**
+   * Values to try: { lr: [1e-3, 1e-4], d: [64, 128] } (train.* and model.* keys, short or dotted), or 'paper':
+   * each model's grid from the official scripts (lib/protocol.ts PAPER_GRIDS).
+   */
+  grid?: GridValues | 'paper';
   /** 'morec' (default) or 'paper' (the official code's L, stopping and masking; see lib/protocol.ts). */
   protocol?: ProtocolName;
   epochs?: number;
@@ -151,7 +156,7 @@ export interface ResultRow {
 const TRAIN_KEYS = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'epochs', 'patience'];
 
 /** The cartesian product of the grid, as lists of [key, value]. */
-function gridCells(grid: StudyOptions['grid']): [string, number | string | boolean][][] {
+function gridCells(grid: GridValues | undefined): [string, number | string | boolean][][] {
   let cells: [string, number | string | boolean][][] = [[]];
   for (const [key, values] of Object.entries(grid ?? {})) {
     if (!Array.isArray(values) || values.length === 0) throw new MorecError('EINVAL', `Expected a non-empty array of values for grid.${key}`);
@@ -195,7 +200,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   const datasets: StudyDataset[] = (options.datasets ?? [options.dataset ?? 'synthetic']).map((d) => (typeof d === 'string' ? { path: d } : d));
   const models = (options.models ?? Object.keys(MODEL_PRESETS)).map(resolveModel);
   if (models.length === 0) throw new MorecError('EINVAL', 'Expected at least one model');
-  const cells = gridCells(options.grid);
+  if (options.grid !== undefined && options.grid !== 'paper') gridCells(options.grid); // checked before anything runs
   const protocolName = options.protocol ?? 'morec';
   const out = path.resolve(options.out ?? fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-')));
   // The study's spec decides whether this folder may be continued.
@@ -252,6 +257,10 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         protocol: { name: proto.name, maskRepeatedTarget: proto.maskRepeatedTarget },
         threads: options.threads,
       };
+      const gridSpec = m.grid ?? options.grid;
+      const grid = gridSpec === 'paper' ? paperGrid(preset.backbone, preset.itemTower, kind) : gridSpec;
+      if (gridSpec === 'paper' && !grid) log(`${name}: the official scripts have no grid for ${preset.backbone} with ${preset.itemTower} items on ${kind} data; its preset values are used`);
+      const cells = gridCells(grid);
       let best: { outcome: RunOutcome; cell: [string, number | string | boolean][] } | undefined;
       const gridValues: Record<string, number> = {};
       for (const cell of cells) {
