@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import { invalid, MorecError, toMorecError } from './errors';
 import { CheckpointInfo, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { ItemStore } from './item_store';
-import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
+import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochBatches, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
 import { didYouMean, knownKeys, nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
 import { abortable, JobOptions } from './jobs';
@@ -79,8 +79,8 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   return { ...config, threads: configThreads(config.threads) } as Partial<NativeModelConfig>;
 }
 
-export const EPOCH_OPTIONS = ['epoch', 'batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'bucketByLength', 'maxBatches', 'progressEvery', 'signal'] as const;
-const EVALUATE_OPTIONS = ['split', 'mode', 'numNegatives', 'seed', 'batchSize', 'chunkRows', 'signal'] as const;
+export const EPOCH_OPTIONS = ['epoch', 'batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'bucketByLength', 'maxBatches', 'progressEvery', 'loss', 'dssmBatching', 'signal'] as const;
+export const EVALUATE_OPTIONS = ['split', 'mode', 'numNegatives', 'seed', 'batchSize', 'chunkRows', 'maskRepeatedTarget', 'signal'] as const;
 
 function validateEpochOptions(o: EpochOptions): EpochOptions {
   if (typeof o !== 'object' || o === null) throw invalid('an options object', 'options', o);
@@ -92,6 +92,8 @@ function validateEpochOptions(o: EpochOptions): EpochOptions {
   if (o.bucketByLength !== undefined && typeof o.bucketByLength !== 'boolean') throw invalid('a boolean', 'bucketByLength', o.bucketByLength);
   if (o.maxBatches !== undefined) nonNegativeInt(o.maxBatches, 'maxBatches');
   if (o.progressEvery !== undefined) positiveInt(o.progressEvery, 'progressEvery');
+  if (o.loss !== undefined) oneOf(o.loss, 'loss', ['bce', 'inbatch'] as const);
+  if (o.dssmBatching !== undefined) oneOf(o.dssmBatching, 'dssmBatching', ['pairs', 'users'] as const);
   return o;
 }
 
@@ -102,7 +104,17 @@ function validateEvaluateOptions(o: EvaluateOptions): EvaluateOptions {
   if (o.mode !== undefined) oneOf(o.mode, 'mode', ['full', 'sampled'] as const);
   for (const k of ['numNegatives', 'batchSize', 'chunkRows'] as const) if (o[k] !== undefined) positiveInt(o[k], k);
   if (o.seed !== undefined) nonNegativeInt(o.seed, 'seed');
+  if (o.maskRepeatedTarget !== undefined && typeof o.maskRepeatedTarget !== 'boolean') throw invalid('a boolean', 'maskRepeatedTarget', o.maskRepeatedTarget);
   return o;
+}
+
+/**
+ * A checkpoint's config from before a field existed meant that field's old behaviour, not today's default:
+ * DSSM checkpoints without dssmMlp had ReLU MLPs on the user tower only.
+ */
+function withLegacyDefaults(config: ModelConfig): ModelConfig {
+  if (config.backbone === 'dssm' && config.dssmMlp === undefined) return { ...config, dssmMlp: 'linear-relu', dssmItemMlp: false };
+  return config;
 }
 
 /** Runs a native call, turning whatever it throws into a MorecError. */
@@ -171,6 +183,16 @@ export class Model {
     const { signal, ...native } = options;
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('a function', 'onProgress', onProgress);
     return abortable(signal, () => this.native.cancel(), () => awaitNative(() => this.native.trainEpoch(seqs.native, native, onProgress)));
+  }
+
+  /**
+   * The positions trainEpoch(seqs, options) would train on, batch by batch -- built natively by the same code
+   * with the same seeds, negatives included, but without training (for tests and inspection; synchronous).
+   */
+  epochBatches(seqs: Sequences, options: Omit<EpochOptions, 'signal'> = {}): NativeEpochBatches {
+    checkSequences(seqs, this.config.numItems);
+    validateEpochOptions(options);
+    return callNative(() => this.native.epochBatches(seqs.native, options));
   }
 
   /**
@@ -253,7 +275,7 @@ export class Model {
     for (const key of Object.keys(overrides ?? {}))
       if (key !== 'threads' && key !== 'device') throw new MorecError('EINVAL', `Unknown override ${key} (a checkpoint's config is fixed; only threads and device may change)`);
     const ckpt = readCheckpoint(dir, { inference: options.inference, best: options.restoreBest });
-    const model = Model.create({ ...(ckpt.info.config as ModelConfig), ...overrides }, { items: options.items });
+    const model = Model.create({ ...withLegacyDefaults(ckpt.info.config as ModelConfig), ...overrides }, { items: options.items });
     if (options.restoreBest) {
       if (!ckpt.info.files.best) throw new MorecError('EINVAL', `${dir}: the checkpoint holds no best weights to restore`);
       if (ckpt.best) {

@@ -46,10 +46,22 @@ export interface NativeModelConfig {
   blocks: number;
   heads: number;
   maxLen: number;
+  /** SASRec's dropout; DSSM: the dropout of its MLP layers (dssmMlp 'dropout-linear-gelu'). */
   dropout: number;
   activation: 'relu' | 'gelu';
-  /** DSSM user MLP depth (0 = the embedding itself). */
+  /** DSSM MLP depth k (0, the default: the user embedding itself, and the ID vectors themselves). */
   dssmDepth: number;
+  /**
+   * DSSM MLP layers: 'dropout-linear-gelu' (default; the study's code: every layer Dropout(dropout) -> Linear ->
+   * GELU, the last one included) or 'linear-relu' (morec's earlier DSSM: ReLU between layers, last layer
+   * linear, no dropout).
+   */
+  dssmMlp: 'dropout-linear-gelu' | 'linear-relu';
+  /**
+   * DSSM with the ID item tower: the ID vectors go through an MLP of their own (same depth and style; the
+   * study's id_encoder). Default true; false: only the user tower has an MLP. Modality towers have none.
+   */
+  dssmItemMlp: boolean;
   seed: number;
   /** Intra-op threads of this model's jobs, at most (the process budget, setThreads, applies too); default: all cores. */
   threads: number;
@@ -72,12 +84,29 @@ export interface NativeEpochOptions {
   /** Stop after this many batches (benchmarks). */
   maxBatches?: number;
   progressEvery?: number;
+  /**
+   * 'bce' (default): BCE with logits, one negative per position drawn uniformly (never a seen item).
+   * 'inbatch': softmax cross-entropy against the batch's item occurrences (SASRec: every item of the batch's
+   * training windows; DSSM: the batch's positives) with the logQ correction (minus the log of each item's
+   * share of the training-prefix interactions), items of the user's training prefix masked except the
+   * position's own positive (the study's in-batch debiased loss).
+   */
+  loss?: 'bce' | 'inbatch';
+  /**
+   * DSSM rows. 'pairs' (default; the study's code): every (user, item) pair of the training prefixes, shuffled,
+   * batchSize pairs per batch, BCE = one mean over each pair's 1 + 1 logits. 'users' (morec's earlier DSSM):
+   * batchSize users per batch with the last maxLen items of their prefix, BCE = mean(positives) +
+   * mean(negatives), 2x the other. Ignored by SASRec.
+   */
+  dssmBatching?: 'pairs' | 'users';
 }
 
 export interface NativeEpochResult {
   loss: number;
   batches: number;
+  /** Batch rows trained: users, or (user, item) pairs with DSSM's 'pairs' batching. */
   sequences: number;
+  /** Positions (positives) trained. */
   positions: number;
   steps: number;
   optimizerSteps: number;
@@ -92,6 +121,22 @@ export interface NativeEvalOptions {
   seed?: number;
   batchSize?: number;
   chunkRows?: number;
+  /**
+   * The study's protocol: a held-out item the user already has in its input is masked with the rest of the
+   * history (ranked below every unmasked item: a miss). Default false: the target is never masked.
+   * Sequences.repeatedTargetUsers(split) lists the users this changes.
+   */
+  maskRepeatedTarget?: boolean;
+}
+
+/** The positions one training epoch visits, batch by batch (Model.epochBatches). */
+export interface NativeEpochBatches {
+  /** batches + 1 offsets into the per-position arrays. */
+  batchOffsets: Int32Array;
+  users: Int32Array;
+  positives: Int32Array;
+  /** One per position with loss 'bce'; empty with 'inbatch'. */
+  negatives: Int32Array;
 }
 
 export interface NamedTensor {
@@ -113,6 +158,7 @@ export interface NativeSequences {
   readonly users: number;
   readonly numItems: number;
   readonly interactions: number;
+  repeatedTargetUsers(split: 'valid' | 'test'): Int32Array;
 }
 
 export interface NativeItemStore {
@@ -132,6 +178,7 @@ export interface NativeModel {
     options: NativeEpochOptions,
     onProgress?: (done: number, total: number, loss: number) => void,
   ): Promise<NativeEpochResult>;
+  epochBatches(seqs: NativeSequences, options: NativeEpochOptions): NativeEpochBatches;
   evaluate(seqs: NativeSequences, options: NativeEvalOptions, onProgress?: (done: number, total: number) => void): Promise<Int32Array>;
   encodeSequences(inputIds: Int32Array, rows: number): Float32Array;
   itemVectors(onProgress?: (done: number, total: number) => void): Promise<Float32Array>;
@@ -158,7 +205,7 @@ export interface NativeAddon {
     historyOffsets: Int32Array,
     historyItems: Int32Array,
     targets: Int32Array,
-    options?: { chunkRows?: number; threads?: number },
+    options?: { chunkRows?: number; threads?: number; maskRepeatedTarget?: boolean },
   ): Int32Array;
   sampleNegatives(seqs: NativeSequences, options: { count?: number; seed?: number; distinct?: boolean }): Int32Array;
   /** The model config's fields, from the core's one list (native/models/model_config.h). */

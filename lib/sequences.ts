@@ -48,6 +48,19 @@ export class Sequences {
     return this.offsets.length - 1;
   }
 
+  /**
+   * Users whose held-out item of `split` (test: the last item, valid: the second to last) already occurs
+   * earlier in their sequence: the users an evaluation with maskRepeatedTarget ranks as a miss (ascending).
+   */
+  repeatedTargetUsers(split: 'valid' | 'test'): Int32Array {
+    if (split !== 'valid' && split !== 'test') throw invalid("'valid' or 'test'", 'split', split);
+    try {
+      return this.native.repeatedTargetUsers(split);
+    } catch (e) {
+      throw toMorecError(e);
+    }
+  }
+
   sequence(user: number): Int32Array {
     if (!Number.isInteger(user) || user < 0 || user >= this.users) throw new MorecError('EINVAL', `Expected a user index in 0..${this.users - 1} but received ${user}`);
     return this.items.subarray(this.offsets[user], this.offsets[user + 1]);

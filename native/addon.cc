@@ -27,6 +27,7 @@ static Napi::Value fullRankingRanks(const Napi::CallbackInfo& info) {
     auto targets = readInt32Array(info[5], "targets");
     Napi::Object o = readObjectArg(info, 6, "options");
     const int64_t chunkRows = readInt(o, "chunkRows", 1024, 1, 1 << 20);
+    const bool maskRepeatedTarget = readBool(o, "maskRepeatedTarget", false);
     useThreads(readInt(o, "threads", 0, 0, 1024));
     if (users.ElementLength() % size_t(d) || items.ElementLength() % size_t(d) || items.ElementLength() < size_t(2 * d))
       throw invalidArg("Expected userVectors and itemVectors lengths to be multiples of d with at least 2 item rows");
@@ -46,7 +47,9 @@ static Napi::Value fullRankingRanks(const Napi::CallbackInfo& info) {
       if (targets[size_t(u)] < 1 || targets[size_t(u)] >= N1)
         throw invalidArg("Expected targets in 1.." + std::to_string(N1 - 1) + " but targets[" + std::to_string(u) +
                          "] is " + std::to_string(targets[size_t(u)]));
-      q[size_t(u)] = {hItems.Data() + b, e - b, targets[size_t(u)]};
+      bool repeated = false;
+      for (int64_t i = b; i < e; ++i) repeated = repeated || hItems[size_t(i)] == targets[size_t(u)];
+      q[size_t(u)] = {hItems.Data() + b, e - b, targets[size_t(u)], maskRepeatedTarget && repeated};
     }
     auto ut = torch::from_blob(users.Data(), {U, d}, torch::kFloat);
     auto it = torch::from_blob(items.Data(), {N1, d}, torch::kFloat);

@@ -8,6 +8,7 @@
 #include "item_vectors_worker.h"
 #include "models/text_item_tower.h"
 #include "sequences_wrap.h"
+#include "train/epoch_batches.h"
 #include "train_epoch_worker.h"
 
 namespace morec {
@@ -16,6 +17,7 @@ Napi::Function ModelWrap::define(Napi::Env env) {
   return DefineClass(env, "Model",
                      {InstanceAccessor<&ModelWrap::config>("config"),
                       InstanceMethod<&ModelWrap::trainEpoch>("trainEpoch"),
+                      InstanceMethod<&ModelWrap::epochBatches>("epochBatches"),
                       InstanceMethod<&ModelWrap::evaluate>("evaluate"),
                       InstanceMethod<&ModelWrap::cancel>("cancel"),
                       InstanceMethod<&ModelWrap::encodeSequences>("encodeSequences"),
@@ -63,24 +65,77 @@ static Napi::Function optionalFunction(const Napi::CallbackInfo& info, size_t i,
   return info[i].As<Napi::Function>();
 }
 
+static EpochOptions readEpochOptions(const Napi::Object& o) {
+  EpochOptions opt;
+  opt.epoch = readInt(o, "epoch", 0, 0, INT32_MAX);
+  opt.batchSize = readInt(o, "batchSize", opt.batchSize, 1, 1 << 20);
+  opt.lr = readNumber(o, "lr", opt.lr, 0.0, 10.0);
+  opt.weightDecay = readNumber(o, "weightDecay", opt.weightDecay, 0.0, 10.0);
+  opt.encoderLr = readNumber(o, "encoderLr", opt.encoderLr, 0.0, 10.0);
+  opt.encoderWeightDecay = readNumber(o, "encoderWeightDecay", opt.weightDecay, 0.0, 10.0);
+  opt.gradAccum = readInt(o, "gradAccum", 1, 1, 1 << 16);
+  opt.bucketByLength = readBool(o, "bucketByLength", opt.bucketByLength);
+  opt.maxBatches = readInt(o, "maxBatches", 0, 0, INT32_MAX);
+  opt.progressEvery = readInt(o, "progressEvery", opt.progressEvery, 1, INT32_MAX);
+  const std::string loss = readString(o, "loss", "bce");
+  if (loss != "bce" && loss != "inbatch")
+    throw invalidArg("Expected 'bce' or 'inbatch' for loss but received '" + loss + "'");
+  opt.inBatchLoss = loss == "inbatch";
+  const std::string batching = readString(o, "dssmBatching", "pairs");
+  if (batching != "pairs" && batching != "users")
+    throw invalidArg("Expected 'pairs' or 'users' for dssmBatching but received '" + batching + "'");
+  opt.dssmPairs = batching == "pairs";
+  return opt;
+}
+
 Napi::Value ModelWrap::trainEpoch(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
     auto seqs = SequencesWrap::unwrap(info.Length() ? info[0] : info.Env().Undefined(), "sequences");
-    Napi::Object o = readObjectArg(info, 1, "options");
-    EpochOptions opt;
-    opt.epoch = readInt(o, "epoch", 0, 0, INT32_MAX);
-    opt.batchSize = readInt(o, "batchSize", opt.batchSize, 1, 1 << 20);
-    opt.lr = readNumber(o, "lr", opt.lr, 0.0, 10.0);
-    opt.weightDecay = readNumber(o, "weightDecay", opt.weightDecay, 0.0, 10.0);
-    opt.encoderLr = readNumber(o, "encoderLr", opt.encoderLr, 0.0, 10.0);
-    opt.encoderWeightDecay = readNumber(o, "encoderWeightDecay", opt.weightDecay, 0.0, 10.0);
-    opt.gradAccum = readInt(o, "gradAccum", 1, 1, 1 << 16);
-    opt.bucketByLength = readBool(o, "bucketByLength", opt.bucketByLength);
-    opt.maxBatches = readInt(o, "maxBatches", 0, 0, INT32_MAX);
-    opt.progressEvery = readInt(o, "progressEvery", opt.progressEvery, 1, INT32_MAX);
+    EpochOptions opt = readEpochOptions(readObjectArg(info, 1, "options"));
     Napi::Function onProgress = optionalFunction(info, 2, "onProgress");
     return std::make_shared<TrainEpochWorker>(core_, seqs, opt)->start(info.Env(), onProgress);
+  });
+}
+
+// The positions trainEpoch(seqs, options) would train on, batch by batch, built by the same code with the
+// same seeds (negatives included) but without training: { batchOffsets: Int32Array (batches + 1, into the
+// per-position arrays), users, positives, negatives (empty with the in-batch loss) }. Sync, for tests and
+// inspection.
+Napi::Value ModelWrap::epochBatches(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto seqs = SequencesWrap::unwrap(info.Length() ? info[0] : info.Env().Undefined(), "sequences");
+    EpochOptions opt = readEpochOptions(readObjectArg(info, 1, "options"));
+    auto& model = *core_->model;
+    model.checkSequences(*seqs);
+    EpochBatches batches(*seqs, model.config(), model.packed(), opt);
+    std::vector<int32_t> offsets{0}, users, positives, negatives;
+    for (int64_t i = 0; i < batches.size(); ++i) {
+      Batch b = batches.build(i);
+      auto user = b.userIds.index_select(0, b.rowOfValid).contiguous();
+      const int64_t M = b.posIds.size(0);
+      const int64_t* u = user.data_ptr<int64_t>();
+      const int64_t* pos = b.posIds.data_ptr<int64_t>();
+      const int64_t* neg = b.negIds.defined() ? b.negIds.data_ptr<int64_t>() : nullptr;
+      for (int64_t m = 0; m < M; ++m) {
+        users.push_back(int32_t(u[m]));
+        positives.push_back(int32_t(pos[m]));
+        if (neg) negatives.push_back(int32_t(neg[m]));
+      }
+      offsets.push_back(int32_t(users.size()));
+    }
+    auto toArray = [&](const std::vector<int32_t>& v) {
+      auto t = torch::empty({int64_t(v.size())}, torch::kInt);
+      std::copy(v.begin(), v.end(), t.data_ptr<int32_t>());
+      return tensorToTypedArray(info.Env(), t);
+    };
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("batchOffsets", toArray(offsets));
+    out.Set("users", toArray(users));
+    out.Set("positives", toArray(positives));
+    out.Set("negatives", toArray(negatives));
+    return out;
   });
 }
 
@@ -102,6 +157,7 @@ Napi::Value ModelWrap::evaluate(const Napi::CallbackInfo& info) {
     opt.seed = readInt(o, "seed", 0, 0, INT32_MAX);
     opt.batchSize = readInt(o, "batchSize", opt.batchSize, 1, 1 << 20);
     opt.chunkRows = readInt(o, "chunkRows", opt.chunkRows, 1, 1 << 20);
+    opt.maskRepeatedTarget = readBool(o, "maskRepeatedTarget", opt.maskRepeatedTarget);
     Napi::Function onProgress = optionalFunction(info, 2, "onProgress");
     return std::make_shared<EvaluateWorker>(core_, seqs, opt)->start(info.Env(), onProgress);
   });

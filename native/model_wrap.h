@@ -18,6 +18,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  private:
   Napi::Value config(const Napi::CallbackInfo& info);
   Napi::Value trainEpoch(const Napi::CallbackInfo& info);
+  Napi::Value epochBatches(const Napi::CallbackInfo& info);
   Napi::Value evaluate(const Napi::CallbackInfo& info);
   Napi::Value cancel(const Napi::CallbackInfo& info);
   Napi::Value encodeSequences(const Napi::CallbackInfo& info);

@@ -8,7 +8,8 @@ Napi::Function SequencesWrap::define(Napi::Env env) {
   return DefineClass(env, "Sequences",
                      {InstanceAccessor<&SequencesWrap::users>("users"),
                       InstanceAccessor<&SequencesWrap::numItems>("numItems"),
-                      InstanceAccessor<&SequencesWrap::interactions>("interactions")});
+                      InstanceAccessor<&SequencesWrap::interactions>("interactions"),
+                      InstanceMethod<&SequencesWrap::repeatedTargetUsers>("repeatedTargetUsers")});
 }
 
 SequencesWrap::SequencesWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SequencesWrap>(info) {
@@ -65,6 +66,26 @@ Napi::Value SequencesWrap::numItems(const Napi::CallbackInfo& info) {
 }
 Napi::Value SequencesWrap::interactions(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(data_ ? data_->items.size() : 0));
+}
+
+// The users whose held-out item of `split` ('valid' | 'test') already occurs in their input: those an
+// evaluation with maskRepeatedTarget ranks as a miss. Int32Array of user indices, ascending.
+Napi::Value SequencesWrap::repeatedTargetUsers(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object holder = Napi::Object::New(info.Env());
+    holder.Set("split", info.Length() ? info[0] : info.Env().Undefined());
+    const std::string split = readString(holder, "split", "");
+    if (split != "valid" && split != "test")
+      throw invalidArg("Expected 'valid' or 'test' for split but received " + describeValue(holder.Get("split")));
+    const int64_t holdOut = split == "valid" ? 2 : 1;
+    if (!data_) throw invalidArg("this Sequences object was not constructed");
+    std::vector<int32_t> users;
+    for (int64_t u = 0; u < data_->users(); ++u)
+      if (data_->heldOutRepeated(u, holdOut)) users.push_back(int32_t(u));
+    auto out = torch::empty({int64_t(users.size())}, torch::kInt);
+    std::copy(users.begin(), users.end(), out.data_ptr<int32_t>());
+    return tensorToTypedArray(info.Env(), out);
+  });
 }
 
 }  // namespace morec

@@ -19,6 +19,7 @@ class SequencesWrap : public Napi::ObjectWrap<SequencesWrap> {
   Napi::Value users(const Napi::CallbackInfo& info);
   Napi::Value numItems(const Napi::CallbackInfo& info);
   Napi::Value interactions(const Napi::CallbackInfo& info);
+  Napi::Value repeatedTargetUsers(const Napi::CallbackInfo& info);
   std::shared_ptr<const SequenceData> data_;
 };
 

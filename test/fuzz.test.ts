@@ -68,6 +68,11 @@ test('10,000 random calls to every native entry point give results or coded erro
       new Float32Array(4), new Float32Array(12), 2, new Int32Array([0, 1, 2]), new Int32Array([1, 2]), a, b ?? c),
     (a, b) => (addon.sampleNegatives as unknown as (...x: unknown[]) => unknown)(seqs, a ?? b),
     () => [seqs.users, seqs.numItems, seqs.interactions, store.numItems, store.maxTokens],
+    (a, b) => (model.epochBatches as unknown as (...x: unknown[]) => unknown).call(model, a, b),
+    (a) => (model.epochBatches as unknown as (...x: unknown[]) => unknown).call(model, seqs, a),
+    (a) => (seqs.repeatedTargetUsers as unknown as (...x: unknown[]) => unknown).call(seqs, a),
+    (a) => (model.trainEpoch as unknown as (...x: unknown[]) => Promise<unknown>).call(model, seqs, { loss: 'inbatch', batchSize: a }),
+    (a) => (model.evaluate as unknown as (...x: unknown[]) => Promise<unknown>).call(model, seqs, { maskRepeatedTarget: a }),
   ];
   const budget = addon.getThreads().threads;
   const started = performance.now();

@@ -25,7 +25,8 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
     const int64_t inputLen = seqs.length(u) - opt.holdOut;
     if (inputLen < 1) continue;
     users.push_back(u);
-    queries.push_back({seqs.begin(u), inputLen, seqs.begin(u)[inputLen]});
+    queries.push_back({seqs.begin(u), inputLen, seqs.begin(u)[inputLen],
+                       opt.maskRepeatedTarget && seqs.heldOutRepeated(u, opt.holdOut)});
   }
   const int64_t U = int64_t(users.size());
   if (U == 0) return out;

@@ -1,6 +1,6 @@
 // Evaluation pass: user vectors for every evaluable user (batches, no grad), then ranks of the held-out
 // item (validation: second-to-last, holdOut = 2; test: last, holdOut = 1). Users whose input would be
-// empty get rank -1 (not evaluated).
+// empty get rank -1 (not evaluated). SequenceData::heldOutRepeated names the users maskRepeatedTarget affects.
 #pragma once
 
 #include <atomic>
@@ -20,6 +20,9 @@ struct EvalOptions {
   int64_t seed = 0;
   int64_t batchSize = 512;
   int64_t chunkRows = 1024;
+  // The study's protocol: a held-out item that already occurs in the user's input is masked with the rest of
+  // the history (always ranked below every unmasked item). false: the target is never masked.
+  bool maskRepeatedTarget = false;
 };
 
 // progress(done, total): total = numItems (the item table, encoded first) + evaluated users. Throws EABORT at

@@ -23,14 +23,14 @@ static void fullRankingCpu(const torch::Tensor& users, const torch::Tensor& item
       for (int64_t r = b; r < e; ++r) {
         float* row = base + r * N1;
         const RankQuery& query = q[c0 + r];
-        const float t = row[query.target];
+        const float t = query.maskTarget ? negInf : row[query.target];
         if (std::isnan(t)) {
           out[c0 + r] = int32_t(N1 - 1);
           continue;
         }
         row[0] = negInf;
         for (int64_t h = 0; h < query.historyLength; ++h)
-          if (query.history[h] != query.target) row[query.history[h]] = negInf;
+          if (query.maskTarget || query.history[h] != query.target) row[query.history[h]] = negInf;
         int32_t count = 0;
         for (int64_t j = 1; j < N1; ++j) count += row[j] > t;
         out[c0 + r] = count;
@@ -54,7 +54,7 @@ static void fullRankingTensor(const torch::Tensor& users, const torch::Tensor& i
       maskRows.push_back(r);
       maskCols.push_back(0);
       for (int64_t h = 0; h < query.historyLength; ++h)
-        if (query.history[h] != query.target) {
+        if (query.maskTarget || query.history[h] != query.target) {
           maskRows.push_back(r);
           maskCols.push_back(query.history[h]);
         }
@@ -62,7 +62,11 @@ static void fullRankingTensor(const torch::Tensor& users, const torch::Tensor& i
     auto opts = torch::TensorOptions().dtype(torch::kLong);
     auto dev = scores.device();
     auto t = torch::from_blob(targets.data(), {rows}, opts).to(dev);
-    auto targetScores = scores.gather(1, t.unsqueeze(1));
+    std::vector<uint8_t> maskTarget(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) maskTarget[size_t(r)] = q[c0 + r].maskTarget;
+    auto targetMasked = torch::from_blob(maskTarget.data(), {rows, 1}, torch::kUInt8).to(dev).to(torch::kBool);
+    auto targetScores =
+        scores.gather(1, t.unsqueeze(1)).masked_fill(targetMasked, -std::numeric_limits<float>::infinity());
     auto mr = torch::from_blob(maskRows.data(), {int64_t(maskRows.size())}, opts).to(dev);
     auto mc = torch::from_blob(maskCols.data(), {int64_t(maskCols.size())}, opts).to(dev);
     scores.index_put_({mr, mc}, -std::numeric_limits<float>::infinity());
@@ -101,6 +105,8 @@ void Ranker::sampledRanking(const torch::Tensor& userVectors, const torch::Tenso
   auto scores = (candidates * userVectors.to(torch::kFloat).unsqueeze(1)).sum(-1);  // [U, 1 + perUser]
   auto counts = (scores.narrow(1, 1, perUser) > scores.narrow(1, 0, 1)).sum(1).to(torch::kInt).to(torch::kCPU).contiguous();
   std::copy(counts.data_ptr<int32_t>(), counts.data_ptr<int32_t>() + U, out);
+  for (int64_t u = 0; u < U; ++u)
+    if (queries[u].maskTarget) out[u] = int32_t(perUser);
 }
 
 }  // namespace morec

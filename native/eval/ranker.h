@@ -1,7 +1,10 @@
 // Ranking of held-out items. Full ranking scores every item (chunks of users x all items as one GEMM into a
 // reused buffer) and counts, in the same pass, how many unmasked items score strictly higher than the
 // target: that count is the target's 0-based rank. Masked: padding (item 0) and the items of the user's
-// input history (the target itself is never masked). Sampled ranking counts only over given negatives.
+// input history -- the target itself only when the query says so (maskTarget: the study's code masks a
+// target the user saw before with the rest of the history, so it scores -inf and every unmasked item
+// counts above it: a miss whenever at least K items are unmasked). Sampled ranking counts only over given
+// negatives (a masked target: all of them).
 #pragma once
 
 #include <torch/torch.h>
@@ -14,6 +17,7 @@ struct RankQuery {
   const int32_t* history;  // items to mask
   int64_t historyLength;
   int32_t target;
+  bool maskTarget = false;  // the target is in the history and is masked with it
 };
 
 class Ranker {

@@ -2,25 +2,16 @@
 
 namespace morec {
 
-DSSMUserTower::DSSMUserTower(int64_t numUsers, int64_t d, int64_t depth) {
-  userEmbedding_ = register_module("user_embedding", torch::nn::Embedding(numUsers, d));
-  auto list = register_module("mlp", std::make_shared<torch::nn::Module>());
-  for (int64_t i = 0; i < depth; ++i) mlp_.push_back(list->register_module(std::to_string(i), torch::nn::Linear(d, d)));
+DSSMUserTower::DSSMUserTower(const ModelConfig& config) {
+  userEmbedding_ = register_module("user_embedding", torch::nn::Embedding(config.numUsers, config.d));
+  mlp_ = register_module("mlp", std::make_shared<DssmMlp>(config.d, config.dssmDepth, config.dssmMlp, config.dropout));
   torch::NoGradGuard noGrad;
   torch::nn::init::xavier_normal_(userEmbedding_->weight);
-  for (auto& lin : mlp_) {
-    torch::nn::init::xavier_normal_(lin->weight);
-    lin->bias.zero_();
-  }
+  mlp_->resetParameters();
 }
 
-torch::Tensor DSSMUserTower::forward(const torch::Tensor& userIds) {
-  auto x = userEmbedding_->forward(userIds);
-  for (size_t i = 0; i < mlp_.size(); ++i) {
-    x = mlp_[i]->forward(x);
-    if (i + 1 < mlp_.size()) x = torch::relu(x);
-  }
-  return x;
+torch::Tensor DSSMUserTower::forward(const torch::Tensor& userIds, Dropout& drop) {
+  return mlp_->forward(userEmbedding_->forward(userIds), drop);
 }
 
 }  // namespace morec

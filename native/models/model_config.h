@@ -70,9 +70,15 @@ struct ModelConfig {
   int64_t blocks = 2;
   int64_t heads = 2;
   int64_t maxLen = 50;
-  double dropout = 0.1;
+  double dropout = 0.1;             // SASRec's dropout; DSSM: its MLPs' (dssmMlp "dropout-linear-gelu")
   std::string activation = "relu";  // SASRec FFN activation: "relu" | "gelu"
-  int64_t dssmDepth = 0;            // DSSM user MLP depth (0 = identity)
+  int64_t dssmDepth = 0;            // DSSM MLP depth (0 = identity)
+  // DSSM MLP layers: "dropout-linear-gelu" (the study's code: Dropout(dropout) -> Linear -> GELU, every layer)
+  // | "linear-relu" (morec's earlier DSSM: ReLU between layers, last layer linear, no dropout).
+  std::string dssmMlp = "dropout-linear-gelu";
+  // DSSM with the ID item tower: its ID vectors go through an MLP of the same depth and style (the study's
+  // id_encoder); false: only the user tower has one. Modality towers end in their own Linear + GELU.
+  bool dssmItemMlp = true;
   int64_t seed = 42;
   int64_t threads = 0;              // 0 = all cores
   std::string device = "cpu";       // "cpu" | "cuda" | "cuda:N"
@@ -94,6 +100,8 @@ struct ModelConfig {
     v.number("dropout", dropout, 0.0, 0.95);
     v.choice("activation", activation, {"relu", "gelu"});
     v.integer("dssmDepth", dssmDepth, 0, 64);
+    v.choice("dssmMlp", dssmMlp, {"dropout-linear-gelu", "linear-relu"});
+    v.boolean("dssmItemMlp", dssmItemMlp);
     v.integer("seed", seed, 0, INT32_MAX);
     v.integer("threads", threads, 0, 1024);
     v.string("device", device);

@@ -1,5 +1,7 @@
 #include "recommender.h"
 
+#include <limits>
+
 #include "../common.h"
 
 namespace morec {
@@ -22,7 +24,7 @@ Recommender::Recommender(const ModelConfig& config, std::shared_ptr<const ItemSt
                                                                                config.blocks, config.dropout,
                                                                                config.activation == "gelu"));
   } else {
-    dssm_ = register_module("user_tower", std::make_shared<DSSMUserTower>(config.numUsers, config.d, config.dssmDepth));
+    dssm_ = register_module("user_tower", std::make_shared<DSSMUserTower>(config));
   }
   dropout_.reseed(uint64_t(config.seed));
   packed_ = config.backbone == "sasrec" && packedLayout;
@@ -63,29 +65,43 @@ torch::Tensor Recommender::sequenceHidden(const torch::Tensor& inputIds) {
   return out.view({B, T, -1});
 }
 
-torch::Tensor Recommender::trainingLoss(const Batch& b) {
+torch::Tensor Recommender::trainingLoss(const Batch& b, TrainingLoss loss, const torch::Tensor& logQ) {
+  const bool inBatch = loss == TrainingLoss::InBatch;
   const int64_t M = b.posIds.size(0);
+  // Scored items: the candidate columns (in-batch) or positives then negatives (BCE).
+  const auto scoredIds = inBatch ? b.candIds : torch::cat({b.posIds, b.negIds});
+  const int64_t S = scoredIds.size(0);
   torch::Tensor users;  // [M, d]
-  torch::Tensor targets;
+  torch::Tensor targets;  // [S, d]
   if (sasrec_ && b.packed) {
     const int64_t N = b.inputIds.size(0);
-    auto all = itemTower_->embed(torch::cat({b.inputIds, b.posIds, b.negIds}));
-    targets = all.narrow(0, N, 2 * M);
+    auto all = itemTower_->embed(torch::cat({b.inputIds, scoredIds}));
+    targets = all.narrow(0, N, S);
     users = sasrec_->forwardPacked(all.narrow(0, 0, N), b.positions, b.seqOffsets, dropout_);
   } else if (sasrec_) {
     const int64_t B = b.inputIds.size(0), T = b.inputIds.size(1);
-    // One embedding lookup for inputs, positives and negatives: one dense gradient instead of three.
-    auto all = itemTower_->embed(torch::cat({b.inputIds.view({-1}), b.posIds, b.negIds}));
+    // One embedding lookup for inputs and scored items: one dense gradient instead of several.
+    auto all = itemTower_->embed(torch::cat({b.inputIds.view({-1}), scoredIds}));
     auto inputs = all.narrow(0, 0, B * T).view({B, T, -1});
-    targets = all.narrow(0, B * T, 2 * M);
+    targets = all.narrow(0, B * T, S);
     auto hidden = sasrec_->forward(inputs, b.nonPad, dropout_);
     users = hidden.view({B * T, -1}).index_select(0, b.validIdx);
   } else {
-    targets = itemTower_->embed(torch::cat({b.posIds, b.negIds}));
-    users = dssm_->forward(b.userIds).index_select(0, b.rowOfValid);
+    targets = itemTower_->embed(scoredIds);
+    users = dssm_->forward(b.userIds, dropout_).index_select(0, b.rowOfValid);
+  }
+  if (inBatch) {
+    auto logits = torch::mm(users, targets.t()).to(torch::kFloat) - logQ.index_select(0, b.candIds).unsqueeze(0);
+    auto masked = b.seenMask.index_select(0, b.rowOfValid);  // [M, C]: items the position's user has seen
+    masked.index_put_({torch::arange(M, b.targetCol.options()), b.targetCol}, false);  // ... but its own positive
+    logits = logits.masked_fill(masked, -std::numeric_limits<float>::infinity());
+    return torch::nn::functional::cross_entropy(logits, b.targetCol);
   }
   auto logits = (users.repeat({2, 1}) * targets).sum(-1);  // [2M]: positives then negatives
   auto posLogits = logits.narrow(0, 0, M), negLogits = logits.narrow(0, M, M);
+  if (loss == TrainingLoss::BceMean)
+    return torch::binary_cross_entropy_with_logits(
+        logits, torch::cat({torch::ones_like(posLogits), torch::zeros_like(negLogits)}));
   return torch::binary_cross_entropy_with_logits(posLogits, torch::ones_like(posLogits)) +
          torch::binary_cross_entropy_with_logits(negLogits, torch::zeros_like(negLogits));
 }
@@ -101,7 +117,7 @@ torch::Tensor Recommender::userVectors(const Batch& b, const torch::Tensor& item
         b.nonPad, dropout_);
     return hidden.select(1, hidden.size(1) - 1);
   }
-  return dssm_->forward(b.userIds);
+  return dssm_->forward(b.userIds, dropout_);
 }
 
 }  // namespace morec

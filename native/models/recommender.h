@@ -18,13 +18,23 @@
 
 namespace morec {
 
+enum class TrainingLoss {
+  BceSumOfMeans,  // mean BCE of the positives + mean BCE of the negatives (the study's SASRec)
+  BceMean,        // one BCE mean over each position's 1 + 1 logits (the study's DSSM): half the above
+  InBatch,        // softmax cross-entropy over the batch's candidates, logits - log p(item), own history masked
+};
+
 class Recommender : public torch::nn::Module {
  public:
   // store: per-item inputs of modality towers (may be null for the ID tower).
   Recommender(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store);
 
-  // BCE with logits: positives labelled 1 plus negatives labelled 0, each averaged over non-padded positions.
-  torch::Tensor trainingLoss(const Batch& batch);
+  // The loss of a training batch. BCE with logits: positives labelled 1, negatives labelled 0, over the
+  // non-padded positions. InBatch: each position's logits against every candidate column of the batch
+  // (Batch::candIds) minus logQ[item] (logQ: [numItems + 1], log of the item's popularity), columns whose item
+  // is in the user's training prefix masked except the position's own positive, cross-entropy with that
+  // positive, mean over positions (the study's in-batch debiased loss).
+  torch::Tensor trainingLoss(const Batch& batch, TrainingLoss loss, const torch::Tensor& logQ = {});
   // One vector per batch row: SASRec's hidden state at the last column; DSSM's user tower output. History
   // items are looked up in `itemTable` (embedAll's output, built once per evaluation), not re-encoded.
   torch::Tensor userVectors(const Batch& batch, const torch::Tensor& itemTable);

@@ -1,5 +1,6 @@
 // Tensors of one batch, built natively from the CSR sequences (no JS per step). Training batches carry the
-// positive and negative item of every non-padded position; inference batches only the input windows.
+// positive and negative item of every non-padded position (or, for the in-batch loss, the batch's candidate
+// items and which of them each position may not score against); inference batches only the input windows.
 #pragma once
 
 #include <torch/torch.h>
@@ -17,9 +18,14 @@ struct Batch {
   torch::Tensor lastToken;   // SASRec packed inference: int64 [B], index of each sequence's last token
   torch::Tensor userIds;     // DSSM: int64 [B]
   torch::Tensor validIdx;    // training, padded: int64 [M], flat index b * T + t of each non-padded position
-  torch::Tensor rowOfValid;  // training: int64 [M], the batch row b of each position (DSSM)
+  torch::Tensor rowOfValid;  // training: int64 [M], the batch row b of each position (DSSM, in-batch loss)
   torch::Tensor posIds;      // training: int64 [M], the next item (SASRec) / the interacted item (DSSM)
-  torch::Tensor negIds;      // training: int64 [M], one sampled negative per position
+  torch::Tensor negIds;      // training, BCE: int64 [M], one sampled negative per position
+  // Training, in-batch loss: every item occurrence of the batch's training windows (SASRec: each row's
+  // n + 1 window items; DSSM: the positives) is a candidate column.
+  torch::Tensor candIds;     // int64 [C], the item of each column
+  torch::Tensor targetCol;   // int64 [M], the column holding each position's positive
+  torch::Tensor seenMask;    // bool [rows, C], the column's item is in the row user's training prefix
   int64_t rows = 0;
 
   Batch to(const torch::Device& device) const;

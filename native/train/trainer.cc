@@ -2,20 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <random>
 #include <unordered_set>
 
 #include "../common.h"
-#include "batch_builder.h"
-#include "negative_sampler.h"
+#include "epoch_batches.h"
 
 namespace morec {
-
-static uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t x = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL + (a << 6) + (a >> 2));
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  return x ^ (x >> 31);
-}
 
 Trainer::Trainer(Recommender& model) : model_(model) {
   std::unordered_set<const void*> encoderSet;
@@ -36,50 +28,29 @@ EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt,
   model_.checkSequences(seqs);
   const auto t0 = std::chrono::steady_clock::now();
   useThreads(cfg.threads);
-  const uint64_t epochSeed = mix(uint64_t(cfg.seed), uint64_t(opt.epoch));
+  const uint64_t epochSeed = mixSeeds(uint64_t(cfg.seed), uint64_t(opt.epoch));
   torch::manual_seed(epochSeed);
-  model_.dropout().reseed(mix(epochSeed, 1));
-  std::mt19937_64 shuffleRng(mix(epochSeed, 2)), negativeRng(mix(epochSeed, 3));
-
-  const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec", model_.packed());
-  const NegativeSampler sampler(cfg.numItems);
-  std::vector<int64_t> users;
-  for (int64_t u = 0; u < seqs.users(); ++u)
-    if (builder.trainingPositions(u) > 0) users.push_back(u);
-  if (users.empty()) throw invalidArg("no user has a training prefix of at least 2 items (sequences need >= 4 items)");
-  std::shuffle(users.begin(), users.end(), shuffleRng);
-
-  // Batches as [begin, end) ranges of `users`.
-  std::vector<std::pair<int64_t, int64_t>> batches;
-  const int64_t n = int64_t(users.size()), bs = opt.batchSize;
-  if (opt.bucketByLength) {
-    // Sort windows of 50 batches by length, then shuffle the batch order: batches stay random in content
-    // across epochs but hold users of similar length, so little compute goes to padding.
-    const int64_t window = bs * 50;
-    for (int64_t w = 0; w < n; w += window) {
-      auto e = users.begin() + std::min(n, w + window);
-      std::stable_sort(users.begin() + w, e, [&](int64_t a, int64_t b) {
-        return builder.trainingPositions(a) < builder.trainingPositions(b);
-      });
-    }
-  }
-  for (int64_t b = 0; b < n; b += bs) batches.emplace_back(b, std::min(n, b + bs));
-  if (opt.bucketByLength) std::shuffle(batches.begin(), batches.end(), shuffleRng);
-  if (opt.maxBatches > 0 && int64_t(batches.size()) > opt.maxBatches) batches.resize(size_t(opt.maxBatches));
+  model_.dropout().reseed(mixSeeds(epochSeed, 1));
+  EpochBatches batches(seqs, cfg, model_.packed(), opt);
+  const bool pairs = cfg.backbone == "dssm" && opt.dssmPairs;
+  const TrainingLoss lossKind = opt.inBatchLoss ? TrainingLoss::InBatch
+                                : pairs         ? TrainingLoss::BceMean
+                                                : TrainingLoss::BceSumOfMeans;
+  torch::Tensor logQ;
+  if (opt.inBatchLoss) logQ = EpochBatches::logPopularity(seqs).to(model_.device());
 
   optimizer_->setHyper("encoder", opt.encoderLr, opt.encoderWeightDecay);
   optimizer_->setHyper("rest", opt.lr, opt.weightDecay);
   model_.train();
   EpochResult result;
   double lossSum = 0.0;
-  const int64_t total = int64_t(batches.size());
+  const int64_t total = batches.size();
   optimizer_->zeroGrad();
   try {
     for (int64_t bi = 0; bi < total; ++bi) {
       stopIfCancelled(cancel, "batch", bi, total);
-      const auto [b, e] = batches[size_t(bi)];
-      Batch batch = builder.training(users.data() + b, e - b, sampler, negativeRng).to(model_.device());
-      auto loss = model_.trainingLoss(batch);
+      Batch batch = batches.build(bi).to(model_.device());
+      auto loss = model_.trainingLoss(batch, lossKind, logQ);
       const double lossValue = loss.item<double>();
       if (!std::isfinite(lossValue))
         throw MorecException("ENONFINITE", "training loss became " + std::to_string(lossValue) + " at batch " +
@@ -92,7 +63,7 @@ EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt,
         ++result.steps;
       }
       lossSum += lossValue;
-      result.sequences += e - b;
+      result.sequences += batches.rowsIn(bi);
       result.positions += batch.posIds.size(0);
       ++result.batches;
       if (progress && ((bi + 1) % opt.progressEvery == 0 || bi + 1 == total)) progress(bi + 1, total, lossSum / double(bi + 1));
