@@ -39,6 +39,21 @@ function patienceRule(patience: number, minEpochs = 0): Rule {
   };
 }
 
+/** Patience that grows with the run: stop after max(minimum, fraction × best epoch) validations without improvement. */
+function growingPatience(fraction: number, minimum: number): Rule {
+  return (valid) => {
+    let best = -1;
+    let bestAt = 0;
+    for (let e = 0; e < valid.length; e++) {
+      if (valid[e] > best) {
+        best = valid[e];
+        bestAt = e;
+      } else if (e - bestAt >= Math.max(minimum, Math.ceil(fraction * (bestAt + 1)))) return [e + 1, bestAt + 1];
+    }
+    return [valid.length, bestAt + 1];
+  };
+}
+
 /** Patience on an exponential moving average of the validation metric; keeps the best raw epoch seen. */
 function smoothedRule(alpha: number, patience: number): Rule {
   return (valid) => {
@@ -98,6 +113,9 @@ async function main(): Promise<void> {
     ['patience 20', patienceRule(20)],
     ['patience 5, min 30 epochs', patienceRule(5, 30)],
     ['patience 10, min 30 epochs', patienceRule(10, 30)],
+    ['patience max(5, 25% of best epoch)', growingPatience(0.25, 5)],
+    ['patience max(10, 25% of best epoch)', growingPatience(0.25, 10)],
+    ['patience max(10, 50% of best epoch)', growingPatience(0.5, 10)],
     ['EMA 0.3, patience 5', smoothedRule(0.3, 5)],
     ['EMA 0.3, patience 10', smoothedRule(0.3, 10)],
     [`none (all ${epochs})`, () => [valid.length, valid.indexOf(Math.max(...valid)) + 1]],

@@ -79,7 +79,7 @@ export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> 
   return { ...config, threads: configThreads(config.threads) } as Partial<NativeModelConfig>;
 }
 
-export const EPOCH_OPTIONS = ['epoch', 'batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'bucketByLength', 'maxBatches', 'progressEvery', 'loss', 'dssmBatching', 'signal'] as const;
+export const EPOCH_OPTIONS = ['epoch', 'batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'bucketByLength', 'maxBatches', 'progressEvery', 'loss', 'dssmBatching', 'part', 'parts', 'signal'] as const;
 export const EVALUATE_OPTIONS = ['split', 'mode', 'numNegatives', 'seed', 'batchSize', 'chunkRows', 'maskRepeatedTarget', 'signal'] as const;
 
 function validateEpochOptions(o: EpochOptions): EpochOptions {

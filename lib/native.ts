@@ -99,6 +99,9 @@ export interface NativeEpochOptions {
    * mean(negatives), 2x the other. Ignored by SASRec.
    */
   dssmBatching?: 'pairs' | 'users';
+  /** Train only part `part` (0-based) of `parts` equal slices of the epoch's batches (its own random streams). */
+  part?: number;
+  parts?: number;
 }
 
 export interface NativeEpochResult {

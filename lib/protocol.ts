@@ -2,7 +2,8 @@
  * Evaluation and stopping protocols. 'morec' is this project's default; 'paper' follows the official
  * IDvs.MoRec code (westlake-repl/IDvs.MoRec) line by line:
  * - SASRec stops after more than 6 validations without a better HR@10 (patience 7), cap 150 epochs;
- * - DSSM on text data stops after more than 10 (patience 11), cap 60; on vision data after more than 5, cap 150;
+ * - DSSM on text data validates 4 times per epoch and stops after more than 10 validations without a better
+ *   HR@10 (patience 11), cap 60 epochs; on vision data once per epoch, after more than 5, cap 150;
  * - text data sets keep L = 20, vision data sets (H&M, Bili) L = 10 (users keep their last L + 3 items);
  * - a test target the user saw before is masked with the history (always a miss).
  * Every result records its protocol as one line (describeProtocol), as RecBole does.
@@ -19,6 +20,8 @@ export interface Protocol {
   patience: number;
   /** Count a test target the user saw before as a miss (masked with the history). */
   maskRepeatedTarget: boolean;
+  /** Validations per epoch (the official DSSM text scripts: 4); patience counts validations. */
+  validationsPerEpoch: number;
 }
 
 /** morec's default stopping rule (see README "Early stopping" for the measurement behind it). */
@@ -26,12 +29,12 @@ export const MOREC_PATIENCE = 10;
 export const MOREC_MAX_EPOCHS = 200;
 
 export function protocolFor(name: ProtocolName, backbone: 'sasrec' | 'dssm', kind: DataKind): Protocol {
-  if (name === 'morec') return { name, maxLen: 20, minSeqLen: 5, maxEpochs: MOREC_MAX_EPOCHS, patience: MOREC_PATIENCE, maskRepeatedTarget: false };
+  if (name === 'morec') return { name, maxLen: 20, minSeqLen: 5, maxEpochs: MOREC_MAX_EPOCHS, patience: MOREC_PATIENCE, maskRepeatedTarget: false, validationsPerEpoch: 1 };
   const maxLen = kind === 'vision' ? 10 : 20;
-  if (backbone === 'sasrec') return { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 7, maskRepeatedTarget: true };
+  if (backbone === 'sasrec') return { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 7, maskRepeatedTarget: true, validationsPerEpoch: 1 };
   return kind === 'text'
-    ? { name, maxLen, minSeqLen: 5, maxEpochs: 60, patience: 11, maskRepeatedTarget: true }
-    : { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 6, maskRepeatedTarget: true };
+    ? { name, maxLen, minSeqLen: 5, maxEpochs: 60, patience: 11, maskRepeatedTarget: true, validationsPerEpoch: 4 }
+    : { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 6, maskRepeatedTarget: true, validationsPerEpoch: 1 };
 }
 
 /** "leave-one-out, full ranking over all items, history masked, ..." — the line every result row carries. */
@@ -60,6 +63,8 @@ export const PAPER_GRIDS: Record<string, GridValues> = {
   'sasrec-text-text': { batchSize: [32], dropout: [0.1], weightDecay: [0.01], d: [512], lr: [1e-4, 5e-5], encoderLr: [5e-5] },
   // bce_text/main-end2end(DSSM)/train_id.py
   'dssm-id-text': { batchSize: [512], dropout: [0.1], weightDecay: [0.01, 0.1], d: [512, 1024, 2048], lr: [1e-3, 1e-4, 5e-4], dssmDepth: [0, 2, 4] },
+  // bce_text/main-end2end(DSSM)/train_bert_base.py
+  'dssm-text-text': { batchSize: [512], dropout: [0.1], weightDecay: [0.01], d: [512], dssmDepth: [0], lr: [1e-4], encoderLr: [5e-5, 1e-5] },
   // bce_vision/main-end2end(DSSM)/train_id.py
   'dssm-id-vision': { batchSize: [512, 1024], dropout: [0.1], weightDecay: [0, 0.01, 0.1], d: [512, 1024], lr: [1e-3, 1e-4], dssmDepth: [0] },
 };

@@ -33,7 +33,20 @@ export interface TrainConfig {
   seed: number;
   scale: number;
   model: Partial<ModelConfig> & { backbone: 'sasrec' | 'dssm' };
-  train: { batchSize: number; lr: number; weightDecay: number; encoderLr?: number; encoderWeightDecay?: number; epochs: number; patience: number; gradAccum: number };
+  train: {
+    batchSize: number;
+    lr: number;
+    weightDecay: number;
+    encoderLr?: number;
+    encoderWeightDecay?: number;
+    epochs: number;
+    patience: number;
+    gradAccum: number;
+    /** 'bce' (one sampled negative per position) or 'inbatch' (in-batch softmax with logQ correction). */
+    loss?: 'bce' | 'inbatch';
+    /** Validations per epoch (patience counts validations). */
+    validationsPerEpoch?: number;
+  };
   /** itemTower 'text': encoder, tokenizer and tokenization (TextTowerOptions). */
   text?: TextTowerOptions;
   /** Evaluation protocol details beyond L and the minimum length (see lib/protocol.ts). */
@@ -230,6 +243,8 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     ...(cfg.train.encoderLr !== undefined ? { encoderLr: cfg.train.encoderLr } : {}),
     ...(cfg.train.encoderWeightDecay !== undefined ? { encoderWeightDecay: cfg.train.encoderWeightDecay } : {}),
     gradAccum: cfg.train.gradAccum,
+    ...(cfg.train.loss ? { loss: cfg.train.loss } : {}),
+    ...(cfg.train.validationsPerEpoch ? { validationsPerEpoch: cfg.train.validationsPerEpoch } : {}),
     maxEpochs: cfg.train.epochs,
     patience: cfg.train.patience,
     evaluate: mask,
@@ -237,9 +252,9 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     signal: options.signal,
     onBatch: options.onBatch,
     onEpoch: (e) => {
-      const line = { epoch: e.epoch + 1, loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
+      const line = { epoch: e.epoch + 1, ...(e.part !== undefined ? { part: e.part + 1 } : {}), loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
       fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
-      log(`  epoch ${String(e.epoch + 1).padStart(3)} loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)} (${e.trainSeconds.toFixed(1)}s + ${e.evalSeconds.toFixed(1)}s)${e.best ? ' *' : ''}`);
+      log(`  epoch ${String(e.epoch + 1).padStart(3)}${e.part !== undefined ? `.${e.part + 1}` : ''} loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)} (${e.trainSeconds.toFixed(1)}s + ${e.evalSeconds.toFixed(1)}s)${e.best ? ' *' : ''}`);
     },
     onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
     // The resumable state: this epoch's weights and optimizer, the best weights so far, where the run stands.

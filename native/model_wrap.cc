@@ -77,6 +77,8 @@ static EpochOptions readEpochOptions(const Napi::Object& o) {
   opt.bucketByLength = readBool(o, "bucketByLength", opt.bucketByLength);
   opt.maxBatches = readInt(o, "maxBatches", 0, 0, INT32_MAX);
   opt.progressEvery = readInt(o, "progressEvery", opt.progressEvery, 1, INT32_MAX);
+  opt.parts = readInt(o, "parts", 1, 1, 1024);
+  opt.part = readInt(o, "part", 0, 0, opt.parts - 1);
   const std::string loss = readString(o, "loss", "bce");
   if (loss != "bce" && loss != "inbatch")
     throw invalidArg("Expected 'bce' or 'inbatch' for loss but received '" + loss + "'");

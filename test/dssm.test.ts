@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { loadAddon, metrics, Model, popularityRanks, Sequences } from '../lib';
+import { fit, loadAddon, metrics, Model, popularityRanks, Sequences } from '../lib';
 import { NamedTensor } from '../lib/native';
 import { chainWorld, rng } from './helpers';
 
@@ -244,4 +244,26 @@ test('maskRepeatedTarget changes exactly the ranks of users whose target is in t
   }
   const got = loadAddon().fullRankingRanks(users.data, items, d, hOff, Int32Array.from(hist), targets, { maskRepeatedTarget: true, chunkRows: 7 });
   assert.deepEqual(Array.from(got), Array.from(await model.evaluate(seqs, { split: 'test', maskRepeatedTarget: true })));
+});
+
+test('an epoch in 4 parts trains exactly the whole epoch\'s positions, once each; fit validates after each part', async () => {
+  const seqs = chainWorld(120, 40, 9);
+  const model = Model.create({ backbone: 'dssm', numItems: 40, numUsers: seqs.users, d: 8, maxLen: 10, threads: 1 });
+  const whole = model.epochBatches(seqs, { epoch: 3, batchSize: 32 });
+  const key = (b: { users: Int32Array; positives: Int32Array }, m: number) => `${b.users[m]}:${b.positives[m]}`;
+  const parts = [0, 1, 2, 3].map((part) => model.epochBatches(seqs, { epoch: 3, batchSize: 32, part, parts: 4 }));
+  // The same shuffled rows, cut into 4 consecutive slices of batches.
+  const joined = parts.flatMap((b) => Array.from(b.users, (_, m) => key(b, m)));
+  assert.deepEqual(joined, Array.from(whole.users, (_, m) => key(whole, m)));
+  const batches = parts.map((b) => b.batchOffsets.length - 1);
+  assert.equal(batches.reduce((a, x) => a + x, 0), whole.batchOffsets.length - 1);
+  assert.ok(Math.max(...batches) - Math.min(...batches) <= 1, `part sizes ${batches}`);
+  // Each part draws its own negatives (not the whole epoch's stream restarted).
+  assert.notDeepEqual(Array.from(parts[1].negatives.subarray(0, 20)), Array.from(parts[0].negatives.subarray(0, 20)));
+  assert.throws(() => model.epochBatches(seqs, { part: 4, parts: 4 }), /part/);
+  const r = await fit(model, seqs, { batchSize: 32, maxEpochs: 2, patience: 100, validationsPerEpoch: 4 });
+  assert.equal(r.history.length, 8);
+  assert.deepEqual(r.history.map((h) => `${h.epoch}.${h.part}`), ['0.0', '0.1', '0.2', '0.3', '1.0', '1.1', '1.2', '1.3']);
+  assert.equal(r.epochs, 2);
+  assert.equal(r.history.reduce((a, h) => a + h.train.positions, 0), 2 * whole.users.length);
 });

@@ -72,6 +72,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
       gradAccum: args['grad-accum'] as number,
       encoderLr: args['encoder-lr'] as number | undefined,
       encoderWeightDecay: args['encoder-weight-decay'] as number | undefined,
+      ...(args.loss !== 'bce' ? { loss: args.loss as 'inbatch' } : {}),
     },
     text:
       args['item-tower'] === 'text'
@@ -101,7 +102,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
         throw usage(`${file}: expected an object for ${k}`);
     const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
     for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
-    const trainKeys = Object.keys(cfg.train);
+    const trainKeys = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'epochs', 'patience', 'gradAccum', 'loss', 'validationsPerEpoch'];
     for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
     cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
     if (cfg.model.itemTower === 'text') cfg.text = { encoder: 'bert-tiny', ...fromFile.text };
@@ -260,6 +261,7 @@ export async function main(argv: string[]): Promise<void> {
         .option('lr', { type: 'number', default: 1e-3 })
         .option('weight-decay', { type: 'number', default: 0.1 })
         .option('grad-accum', { type: 'number', default: 1, describe: 'batches per optimizer step' })
+        .option('loss', { choices: ['bce', 'inbatch'] as const, default: 'bce' as const, describe: "'bce': one sampled negative per position; 'inbatch': in-batch softmax cross-entropy with the logQ popularity correction" })
         .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs' })
         .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
         .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })

@@ -32,12 +32,19 @@ export interface FitOptions extends Omit<EpochOptions, 'epoch'> {
   signal?: AbortSignal;
   /** Options of the validation and test evaluations (e.g. the protocol's maskRepeatedTarget). */
   evaluate?: Omit<EvaluateOptions, 'split' | 'signal'>;
+  /**
+   * Validation passes per epoch (default 1): each epoch is trained in that many equal parts with a validation
+   * after each, and patience counts validations (the study's DSSM text scripts validate 4 times per epoch).
+   */
+  validationsPerEpoch?: number;
 }
 
 /** Where a run stands after some epochs: enough to continue it exactly (epochs are seeded by their index). */
 export interface FitState {
-  /** Epochs done. */
+  /** Epochs done (fractional while an epoch is validated in parts). */
   epochs: number;
+  /** Validation passes done (= epochs × validationsPerEpoch). */
+  passes?: number;
   best?: { epoch: number; value: number; valid: Metrics };
   sinceBest: number;
   history: EpochReport[];
@@ -48,6 +55,8 @@ export interface FitState {
 
 export interface EpochReport {
   epoch: number;
+  /** The part of the epoch this validation followed (validationsPerEpoch > 1). */
+  part?: number;
   loss: number;
   trainSeconds: number;
   evalSeconds: number;
@@ -67,12 +76,13 @@ export interface FitResult {
 }
 
 export async function fit(model: Model, seqs: Sequences, options: FitOptions = {}): Promise<FitResult> {
-  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume', 'evaluate'], 'fit');
+  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume', 'evaluate', 'validationsPerEpoch'], 'fit');
+  const perEpoch = positiveInt(options.validationsPerEpoch ?? 1, 'validationsPerEpoch');
   const maxEpochs = positiveInt(options.maxEpochs ?? 100, 'maxEpochs');
   const patience = nonNegativeInt(options.patience ?? 5, 'patience');
   const ks = options.ks ?? [10];
   const monitor = options.monitor ?? 'HR@10';
-  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, evaluate, ...epochOptions } = options;
+  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, evaluate, validationsPerEpoch: _v, ...epochOptions } = options;
   const started = process.hrtime.bigint();
   const prior = resume?.seconds ?? 0;
   const history: EpochReport[] = [...(resume?.history ?? [])];
@@ -81,15 +91,17 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
   let sinceBest = resume?.sinceBest ?? 0;
   let stopped = resume?.stopped ?? false;
   const evalOptions = { ...evaluate, ...(signal ? { signal } : {}) };
-  for (let epoch = resume?.epochs ?? 0; epoch < maxEpochs && !stopped; epoch++) {
-    const train = await model.trainEpoch(seqs, { ...epochOptions, ...(signal ? { signal } : {}), epoch }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
+  for (let pass = resume?.passes ?? Math.round((resume?.epochs ?? 0) * perEpoch); pass < maxEpochs * perEpoch && !stopped; pass++) {
+    const epoch = Math.floor(pass / perEpoch);
+    const part = perEpoch > 1 ? { part: pass % perEpoch, parts: perEpoch } : {};
+    const train = await model.trainEpoch(seqs, { ...epochOptions, ...(signal ? { signal } : {}), epoch, ...part }, onBatch ? (d, t, l) => onBatch(epoch, d, t, l) : undefined);
     const t0 = process.hrtime.bigint();
     const valid = metrics(await model.evaluate(seqs, { split: 'valid', ...evalOptions }), ks);
     const evalSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const value = valid[monitor];
     if (value === undefined) throw new MorecError('EINVAL', `Expected monitor to be one of ${Object.keys(valid).join(', ')} but received '${monitor}'`);
     const isBest = !best || value > best.value;
-    const report: EpochReport = { epoch, loss: train.loss, trainSeconds: train.seconds, evalSeconds, valid, best: isBest, train };
+    const report: EpochReport = { epoch, ...(perEpoch > 1 ? { part: pass % perEpoch } : {}), loss: train.loss, trainSeconds: train.seconds, evalSeconds, valid, best: isBest, train };
     history.push(report);
     if (isBest) {
       best = { epoch, value, valid };
@@ -101,14 +113,14 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
     }
     const go = onEpoch?.(report);
     stopped = go === false || sinceBest >= Math.max(1, patience);
-    onState?.({ epochs: epoch + 1, best, sinceBest, history, seconds: prior + Number(process.hrtime.bigint() - started) / 1e9, stopped }, report);
+    onState?.({ epochs: (pass + 1) / perEpoch, passes: pass + 1, best, sinceBest, history, seconds: prior + Number(process.hrtime.bigint() - started) / 1e9, stopped }, report);
   }
   if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
   model.restoreWeights();
   const testRanks = await model.evaluate(seqs, { split: 'test', ...evalOptions });
   return {
     bestEpoch: best.epoch,
-    epochs: history.length,
+    epochs: Math.ceil(history.length / perEpoch),
     valid: best.valid,
     test: metrics(testRanks, ks),
     history,

@@ -13,13 +13,17 @@ uint64_t mixSeeds(uint64_t a, uint64_t b) {
   return x ^ (x >> 31);
 }
 
+uint64_t streamSeed(uint64_t epochSeed, const EpochOptions& opt) {
+  return opt.parts > 1 ? mixSeeds(epochSeed, 1000 + uint64_t(opt.part)) : epochSeed;
+}
+
 EpochBatches::EpochBatches(const SequenceData& seqs, const ModelConfig& cfg, bool packed, const EpochOptions& opt)
     : builder_(seqs, cfg.maxLen, cfg.backbone == "sasrec", packed, opt.dssmPairs),
       sampler_(cfg.numItems),
       inBatch_(opt.inBatchLoss) {
   const uint64_t epochSeed = mixSeeds(uint64_t(cfg.seed), uint64_t(opt.epoch));
   std::mt19937_64 shuffleRng(mixSeeds(epochSeed, 2));
-  negativeRng_.seed(mixSeeds(epochSeed, 3));
+  negativeRng_.seed(mixSeeds(streamSeed(epochSeed, opt), 3));
   rows_ = builder_.trainingRows();
   if (rows_.empty())
     throw invalidArg(cfg.backbone == "sasrec"
@@ -41,6 +45,13 @@ EpochBatches::EpochBatches(const SequenceData& seqs, const ModelConfig& cfg, boo
   }
   for (int64_t b = 0; b < n; b += bs) batches_.emplace_back(b, std::min(n, b + bs));
   if (bucket) std::shuffle(batches_.begin(), batches_.end(), shuffleRng);
+  if (opt.parts > 1) {
+    // The same shuffle for every part; part p trains batches [p N / parts, (p + 1) N / parts).
+    const int64_t all = int64_t(batches_.size());
+    const int64_t b = opt.part * all / opt.parts, e = (opt.part + 1) * all / opt.parts;
+    batches_ = std::vector<std::pair<int64_t, int64_t>>(batches_.begin() + b, batches_.begin() + e);
+    if (batches_.empty()) throw invalidArg("part " + std::to_string(opt.part) + " of " + std::to_string(opt.parts) + " holds no batch (the epoch has " + std::to_string(all) + ")");
+  }
   if (opt.maxBatches > 0 && int64_t(batches_.size()) > opt.maxBatches) batches_.resize(size_t(opt.maxBatches));
 }
 

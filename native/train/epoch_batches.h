@@ -20,6 +20,8 @@ namespace morec {
 
 // Seeds derived from (a, b): epochs, shuffles, negatives and dropout each get their own stream.
 uint64_t mixSeeds(uint64_t a, uint64_t b);
+// The seed of the negatives, dropout and torch streams of an epoch (or of one part of it: opt.parts > 1).
+uint64_t streamSeed(uint64_t epochSeed, const EpochOptions& opt);
 
 class EpochBatches {
  public:

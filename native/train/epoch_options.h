@@ -15,6 +15,9 @@ struct EpochOptions {
   int64_t gradAccum = 1;
   bool bucketByLength = false;  // group users of similar length into batches (fewer padded positions)
   int64_t maxBatches = 0;       // 0 = the whole epoch (benchmarks use a prefix)
+  // Train only part `part` (0-based) of `parts` equal slices of the epoch's batches, with its own random
+  // streams: the study's code validates several times per epoch (DSSM on text data: 4).
+  int64_t part = 0, parts = 1;
   int64_t progressEvery = 10;
   // false: BCE with one sampled negative per position. true: in-batch softmax cross-entropy, the batch's item
   // occurrences as candidates, with the logQ (popularity) correction.

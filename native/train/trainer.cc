@@ -29,8 +29,8 @@ EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opt,
   const auto t0 = std::chrono::steady_clock::now();
   useThreads(cfg.threads);
   const uint64_t epochSeed = mixSeeds(uint64_t(cfg.seed), uint64_t(opt.epoch));
-  torch::manual_seed(epochSeed);
-  model_.dropout().reseed(mixSeeds(epochSeed, 1));
+  torch::manual_seed(streamSeed(epochSeed, opt));
+  model_.dropout().reseed(mixSeeds(streamSeed(epochSeed, opt), 1));
   EpochBatches batches(seqs, cfg, model_.packed(), opt);
   const bool pairs = cfg.backbone == "dssm" && opt.dssmPairs;
   const TrainingLoss lossKind = opt.inBatchLoss ? TrainingLoss::InBatch
