@@ -122,3 +122,20 @@ test('a study file with a grid and a warm-N data set: the best cell by valid HR@
   assert.equal(refused.status, 2);
   assert.match(refused.stderr, /unknown key model \(did you mean models\?\)/);
 });
+
+test("--protocol paper: L, stopping, masking and DSSM's 4 validations per epoch follow the official code, and rows say so", () => {
+  const out = path.join(base, 'paper');
+  const r = trainJs(['--models', 'sasrec-id,dssm-id', '--protocol', 'paper', '--epochs', '2', '--scale', '0.25', '--threads', '1', '--quiet', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  const rows = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+  for (const row of rows) {
+    assert.match(row.protocol, /^paper: .*a repeated target counts as a miss, users with >= 5 interactions keep their last 20 \+ 3/);
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, row.runDir, 'config.json'), 'utf8'));
+    assert.equal(cfg.protocol.maskRepeatedTarget, true);
+    assert.equal(cfg.train.patience, row.backbone === 'sasrec' ? 7 : 11);
+  }
+  const dssm = rows.find((x: { backbone: string }) => x.backbone === 'dssm');
+  const lines = fs.readFileSync(path.join(out, dssm.runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => `${l.epoch}.${l.part}`), ['1.1', '1.2', '1.3', '1.4', '2.1', '2.2', '2.3', '2.4']);
+  assert.equal(dssm.epochs, 2);
+});

@@ -23,9 +23,9 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     .option('overwrite', { type: 'boolean', default: false, describe: 'replace a study in --out that has another spec (refused otherwise)' })
     .option('dataset', { type: 'string', default: 'synthetic', describe: "'synthetic' (embedded, generated from --seed) or a path to a data set" })
     .option('models', { type: 'string', default: Object.keys(MODEL_PRESETS).join(','), describe: `comma-separated: ${Object.keys(MODEL_PRESETS).join(', ')}` })
-    .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs per model' })
-    .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
-    .option('max-len', { type: 'number', default: 20, describe: 'SASRec window L (users keep their last L + 3 items)' })
+    .option('epochs', { type: 'number', describe: "maximum epochs per model (default: the protocol's)" })
+    .option('patience', { type: 'number', describe: "validation passes without improvement before stopping (default: the protocol's)" })
+    .option('max-len', { type: 'number', describe: "SASRec window L, users keep their last L + 3 items (default: the protocol's: 20; paper on vision data: 10)" })
     .option('out', { type: 'string', default: 'runs/study', describe: 'study folder: study.json, cells/, results.json' })
     .option('seed', { type: 'number', default: 42 })
     .option('scale', { type: 'number', default: 1, describe: 'size multiplier of the synthetic world' })
@@ -47,17 +47,17 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
   const check = (ok: boolean, what: string, value: unknown) => {
     if (!ok) throw new MorecError('EUSAGE', `Expected ${what} but received ${value}`);
   };
-  check(Number.isInteger(args.epochs) && args.epochs > 0, 'a positive integer for --epochs', args.epochs);
-  check(Number.isInteger(args.patience) && args.patience >= 0, 'a non-negative integer for --patience', args.patience);
-  check(Number.isInteger(args['max-len']) && args['max-len'] > 0, 'a positive integer for --max-len', args['max-len']);
+  check(args.epochs === undefined || (Number.isInteger(args.epochs) && args.epochs > 0), 'a positive integer for --epochs', args.epochs);
+  check(args.patience === undefined || (Number.isInteger(args.patience) && args.patience >= 0), 'a non-negative integer for --patience', args.patience);
+  check(args['max-len'] === undefined || (Number.isInteger(args['max-len']) && args['max-len'] > 0), 'a positive integer for --max-len', args['max-len']);
   check(Number.isInteger(args.seed) && args.seed >= 0, 'a non-negative integer for --seed', args.seed);
   check(Number.isFinite(args.scale) && args.scale >= 0.01 && args.scale <= 1000, 'a number in [0.01, 1000] for --scale', args.scale);
   let spec: StudyOptions = {
     dataset: args.dataset,
     models,
-    epochs: args.epochs,
-    patience: args.patience,
-    maxLen: args['max-len'],
+    ...(args.epochs !== undefined ? { epochs: args.epochs } : {}),
+    ...(args.patience !== undefined ? { patience: args.patience } : {}),
+    ...(args['max-len'] !== undefined ? { maxLen: args['max-len'] } : {}),
     seed: args.seed,
     scale: args.scale,
     ...(args.protocol !== 'morec' ? { protocol: args.protocol } : {}),
