@@ -16,25 +16,31 @@ export interface Protocol {
   maxLen: number;
   minSeqLen: number;
   maxEpochs: number;
-  /** Validation passes without improvement before stopping. */
+  /** Validation passes without improvement before stopping... */
   patience: number;
+  /** ...or more: max(patience, ⌈patienceGrowth × validations up to the best⌉) (see FitOptions.patienceGrowth). */
+  patienceGrowth: number;
   /** Count a test target the user saw before as a miss (masked with the history). */
   maskRepeatedTarget: boolean;
   /** Validations per epoch (the official DSSM text scripts: 4); patience counts validations. */
   validationsPerEpoch: number;
 }
 
-/** morec's default stopping rule (see README "Early stopping" for the measurement behind it). */
-export const MOREC_PATIENCE = 10;
+/**
+ * morec's default stopping rule, chosen by measurement (bench/stopping.ts, README "Early stopping"): patience
+ * max(5, ⌈25% of the validations up to the best⌉), at most 200 epochs.
+ */
+export const MOREC_PATIENCE = 5;
+export const MOREC_PATIENCE_GROWTH = 0.25;
 export const MOREC_MAX_EPOCHS = 200;
 
 export function protocolFor(name: ProtocolName, backbone: 'sasrec' | 'dssm', kind: DataKind): Protocol {
-  if (name === 'morec') return { name, maxLen: 20, minSeqLen: 5, maxEpochs: MOREC_MAX_EPOCHS, patience: MOREC_PATIENCE, maskRepeatedTarget: false, validationsPerEpoch: 1 };
+  if (name === 'morec') return { name, maxLen: 20, minSeqLen: 5, maxEpochs: MOREC_MAX_EPOCHS, patience: MOREC_PATIENCE, patienceGrowth: MOREC_PATIENCE_GROWTH, maskRepeatedTarget: false, validationsPerEpoch: 1 };
   const maxLen = kind === 'vision' ? 10 : 20;
-  if (backbone === 'sasrec') return { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 7, maskRepeatedTarget: true, validationsPerEpoch: 1 };
+  if (backbone === 'sasrec') return { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 7, patienceGrowth: 0, maskRepeatedTarget: true, validationsPerEpoch: 1 };
   return kind === 'text'
-    ? { name, maxLen, minSeqLen: 5, maxEpochs: 60, patience: 11, maskRepeatedTarget: true, validationsPerEpoch: 4 }
-    : { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 6, maskRepeatedTarget: true, validationsPerEpoch: 1 };
+    ? { name, maxLen, minSeqLen: 5, maxEpochs: 60, patience: 11, patienceGrowth: 0, maskRepeatedTarget: true, validationsPerEpoch: 4 }
+    : { name, maxLen, minSeqLen: 5, maxEpochs: 150, patience: 6, patienceGrowth: 0, maskRepeatedTarget: true, validationsPerEpoch: 1 };
 }
 
 /** "leave-one-out, full ranking over all items, history masked, ..." — the line every result row carries. */

@@ -41,6 +41,8 @@ export interface TrainConfig {
     encoderWeightDecay?: number;
     epochs: number;
     patience: number;
+    /** Patience grows with the run (FitOptions.patienceGrowth; default 0.25, 0 = fixed). */
+    patienceGrowth?: number;
     gradAccum: number;
     /** 'bce' (one sampled negative per position) or 'inbatch' (in-batch softmax with logQ correction). */
     loss?: 'bce' | 'inbatch';
@@ -247,6 +249,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     ...(cfg.train.validationsPerEpoch ? { validationsPerEpoch: cfg.train.validationsPerEpoch } : {}),
     maxEpochs: cfg.train.epochs,
     patience: cfg.train.patience,
+    ...(cfg.train.patienceGrowth !== undefined ? { patienceGrowth: cfg.train.patienceGrowth } : {}),
     evaluate: mask,
     resume: state,
     signal: options.signal,

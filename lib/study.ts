@@ -113,6 +113,8 @@ export interface StudyOptions {
   protocol?: ProtocolName;
   epochs?: number;
   patience?: number;
+  /** Patience growth (FitOptions.patienceGrowth; default: the protocol's). */
+  patienceGrowth?: number;
   maxLen?: number;
   /** Study folder (default: none — cells go to a temporary folder). */
   out?: string;
@@ -157,7 +159,7 @@ export interface ResultRow {
   grid: Record<string, number>;
 }
 
-const TRAIN_KEYS = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'epochs', 'patience', 'loss', 'validationsPerEpoch'];
+const TRAIN_KEYS = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'epochs', 'patience', 'patienceGrowth', 'loss', 'validationsPerEpoch'];
 
 /** The cartesian product of the grid, as lists of [key, value]. */
 function gridCells(grid: GridValues | undefined): [string, number | string | boolean][][] {
@@ -257,6 +259,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
           ...(proto.validationsPerEpoch > 1 ? { validationsPerEpoch: proto.validationsPerEpoch } : {}),
           epochs: options.epochs ?? m.train?.epochs ?? proto.maxEpochs,
           patience: options.patience ?? m.train?.patience ?? proto.patience,
+          patienceGrowth: options.patienceGrowth ?? m.train?.patienceGrowth ?? proto.patienceGrowth,
         },
         ...(text ? { text } : {}),
         protocol: { name: proto.name, maskRepeatedTarget: proto.maskRepeatedTarget },
@@ -271,7 +274,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
       for (const cell of cells) {
         const cfg = applyCell(base, cell);
         const runDir = path.join(out, 'cells', label, name, cellName(cell));
-        log(`${name} on ${label}${cell.length ? ` [${cellName(cell)}]` : ''}: training (early stop on valid HR@10, patience ${cfg.train.patience}, at most ${cfg.train.epochs} epochs)`);
+        log(`${name} on ${label}${cell.length ? ` [${cellName(cell)}]` : ''}: training (early stop on valid HR@10, patience ${cfg.train.patience}${cfg.train.patienceGrowth ? ` or ${cfg.train.patienceGrowth * 100}% of the epochs to the best` : ''}, at most ${cfg.train.epochs} epochs)`);
         const outcome = await trainRun(runDir, cfg, { mode: 'auto', log, signal: options.signal });
         gridValues[cellName(cell)] = outcome.results.valid['HR@10'];
         if (!best || outcome.results.valid['HR@10'] > best.outcome.results.valid['HR@10']) best = { outcome, cell };

@@ -69,6 +69,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
       weightDecay: args['weight-decay'] as number,
       epochs: args.epochs as number,
       patience: args.patience as number,
+      patienceGrowth: args['patience-growth'] as number,
       gradAccum: args['grad-accum'] as number,
       encoderLr: args['encoder-lr'] as number | undefined,
       encoderWeightDecay: args['encoder-weight-decay'] as number | undefined,
@@ -102,7 +103,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
         throw usage(`${file}: expected an object for ${k}`);
     const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
     for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
-    const trainKeys = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'epochs', 'patience', 'gradAccum', 'loss', 'validationsPerEpoch'];
+    const trainKeys = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'epochs', 'patience', 'patienceGrowth', 'gradAccum', 'loss', 'validationsPerEpoch'];
     for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
     cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
     if (cfg.model.itemTower === 'text') cfg.text = { encoder: 'bert-tiny', ...fromFile.text };
@@ -112,6 +113,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     positiveInt(t.batchSize, 'batch-size');
     positiveInt(t.epochs, 'epochs');
     nonNegativeInt(t.patience, 'patience');
+    if (t.patienceGrowth !== undefined) numberIn(t.patienceGrowth, 'patience-growth', 0, 10);
     positiveInt(t.gradAccum, 'grad-accum');
     numberIn(t.lr, 'lr', 0, 10);
     numberIn(t.weightDecay, 'weight-decay', 0, 10);
@@ -262,8 +264,9 @@ export async function main(argv: string[]): Promise<void> {
         .option('weight-decay', { type: 'number', default: 0.1 })
         .option('grad-accum', { type: 'number', default: 1, describe: 'batches per optimizer step' })
         .option('loss', { choices: ['bce', 'inbatch'] as const, default: 'bce' as const, describe: "'bce': one sampled negative per position; 'inbatch': in-batch softmax cross-entropy with the logQ popularity correction" })
-        .option('epochs', { type: 'number', default: 100, describe: 'maximum epochs' })
-        .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping' })
+        .option('epochs', { type: 'number', default: 200, describe: 'maximum epochs' })
+        .option('patience', { type: 'number', default: 5, describe: 'validation passes without improvement before stopping, at least' })
+        .option('patience-growth', { type: 'number', default: 0.25, describe: 'patience grows to this share of the epochs up to the best (0 = fixed patience; measured default, see README "Early stopping")' })
         .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
         .option('resume', { type: 'boolean', default: false, describe: "continue run --name from its last whole checkpoint (its stored config; the final metrics equal an uninterrupted run's)" })
         .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing run of the same --name (refused otherwise)' }),

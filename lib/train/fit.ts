@@ -6,12 +6,19 @@ import { MorecError } from '../errors';
 import { metrics, Metrics } from '../metrics';
 import { EPOCH_OPTIONS, EpochOptions, EpochResult, EvaluateOptions, Model } from '../model';
 import { Sequences } from '../sequences';
-import { knownKeys, nonNegativeInt, positiveInt } from '../validate';
+import { knownKeys, nonNegativeInt, numberIn, positiveInt } from '../validate';
 
 export interface FitOptions extends Omit<EpochOptions, 'epoch'> {
   maxEpochs?: number;
   /** Stop after this many validation passes without improvement. */
   patience?: number;
+  /**
+   * Patience grows with the run: stop after max(patience, ⌈patienceGrowth × validations up to the best⌉)
+   * validations without improvement. Default 0.25 — chosen by measurement (README "Early stopping"): on
+   * amazon-scientific and amazon-toys SASRec keeps improving slowly for 100+ epochs through noisy
+   * validation, and a fixed patience of 5-10 stops at half the attainable test HR@10. 0 = fixed patience.
+   */
+  patienceGrowth?: number;
   /** Validation metric to select on, e.g. 'HR@10' or 'NDCG@10'. */
   monitor?: string;
   /** K values reported. */
@@ -45,7 +52,7 @@ export interface FitState {
   epochs: number;
   /** Validation passes done (= epochs × validationsPerEpoch). */
   passes?: number;
-  best?: { epoch: number; value: number; valid: Metrics };
+  best?: { epoch: number; part?: number; value: number; valid: Metrics };
   sinceBest: number;
   history: EpochReport[];
   /** Seconds spent so far. */
@@ -76,13 +83,14 @@ export interface FitResult {
 }
 
 export async function fit(model: Model, seqs: Sequences, options: FitOptions = {}): Promise<FitResult> {
-  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume', 'evaluate', 'validationsPerEpoch'], 'fit');
+  knownKeys(options, [...EPOCH_OPTIONS.filter((k) => k !== 'epoch'), 'maxEpochs', 'patience', 'patienceGrowth', 'monitor', 'ks', 'onEpoch', 'onBatch', 'onBest', 'onState', 'resume', 'evaluate', 'validationsPerEpoch'], 'fit');
   const perEpoch = positiveInt(options.validationsPerEpoch ?? 1, 'validationsPerEpoch');
-  const maxEpochs = positiveInt(options.maxEpochs ?? 100, 'maxEpochs');
+  const maxEpochs = positiveInt(options.maxEpochs ?? 200, 'maxEpochs');
   const patience = nonNegativeInt(options.patience ?? 5, 'patience');
+  const growth = numberIn(options.patienceGrowth ?? 0.25, 'patienceGrowth', 0, 10);
   const ks = options.ks ?? [10];
   const monitor = options.monitor ?? 'HR@10';
-  const { maxEpochs: _m, patience: _p, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, evaluate, validationsPerEpoch: _v, ...epochOptions } = options;
+  const { maxEpochs: _m, patience: _p, patienceGrowth: _g, monitor: _mo, ks: _k, onEpoch, onBatch, onBest, onState, resume, signal, evaluate, validationsPerEpoch: _v, ...epochOptions } = options;
   const started = process.hrtime.bigint();
   const prior = resume?.seconds ?? 0;
   const history: EpochReport[] = [...(resume?.history ?? [])];
@@ -104,7 +112,7 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
     const report: EpochReport = { epoch, ...(perEpoch > 1 ? { part: pass % perEpoch } : {}), loss: train.loss, trainSeconds: train.seconds, evalSeconds, valid, best: isBest, train };
     history.push(report);
     if (isBest) {
-      best = { epoch, value, valid };
+      best = { epoch, ...(perEpoch > 1 ? { part: pass % perEpoch } : {}), value, valid };
       model.snapshotWeights();
       sinceBest = 0;
       onBest?.(report);
@@ -112,7 +120,8 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
       sinceBest++;
     }
     const go = onEpoch?.(report);
-    stopped = go === false || sinceBest >= Math.max(1, patience);
+    const bestPasses = best ? best.epoch * perEpoch + (best.part ?? 0) + 1 : 0;
+    stopped = go === false || sinceBest >= Math.max(1, patience, Math.ceil(growth * bestPasses));
     onState?.({ epochs: (pass + 1) / perEpoch, passes: pass + 1, best, sinceBest, history, seconds: prior + Number(process.hrtime.bigint() - started) / 1e9, stopped }, report);
   }
   if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
