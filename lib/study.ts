@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MorecError } from './errors';
-import { formatLoadReport, prepareDataset } from './data/dataset';
+import { Dataset, formatLoadReport, prepareDataset } from './data/dataset';
 import { ModelConfig } from './model';
 import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
@@ -209,6 +209,13 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   if (options.grid !== undefined && options.grid !== 'paper') gridCells(options.grid); // checked before anything runs
   const protocolName = options.protocol ?? 'morec';
   const out = path.resolve(options.out ?? fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-')));
+  // Every data set is read (or found in the cache) before the study folder is touched: a first look gives its
+  // summary, the popularity baseline, and its kind (for the protocol's L).
+  const probes = new Map<StudyDataset, { probe: Dataset; kind: DataKind }>();
+  for (const ds of datasets) {
+    const probe = await prepareDataset(ds.path, { minSeqLen: 5, maxLen: options.maxLen ?? 20, ...(ds.warm ? { warm: ds.warm } : {}), synthetic: { seed, scale: options.scale ?? 1 } });
+    probes.set(ds, { probe, kind: ds.kind ?? (/^(hm|bili)/i.test(probe.format) ? 'vision' : 'text') });
+  }
   // The study's spec decides whether this folder may be continued.
   const { log: _l, signal: _s, threads: _t, out: _o, overwrite: _w, ...spec } = options;
   const specFile = path.join(out, 'study.json');
@@ -225,9 +232,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   const rows: ResultRow[] = [];
   for (const ds of datasets) {
     const label = datasetLabel(ds);
-    // A first look at the data set: its summary, the popularity baseline, and its kind (for the protocol's L).
-    const probe = await prepareDataset(ds.path, { minSeqLen: 5, maxLen: options.maxLen ?? 20, ...(ds.warm ? { warm: ds.warm } : {}), synthetic: { seed, scale: options.scale ?? 1 } });
-    const kind: DataKind = ds.kind ?? (/^(hm|bili)/i.test(probe.format) ? 'vision' : 'text');
+    const { probe, kind } = probes.get(ds)!;
     const seqs = probe.sequences;
     for (const line of formatLoadReport(probe.report)) log(line);
     log(`dataset ${probe.name} (${probe.format}): ${seqs.users} users, ${seqs.numItems} items, ${seqs.items.length} interactions`);

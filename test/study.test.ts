@@ -70,7 +70,7 @@ test('train.js --help documents the options; unknown options and bad values fail
   const badModel = runTrainJs(['--models', 'sasrec-bert', '--epochs', '1'], cache);
   assert.equal(badModel.status, 2);
   assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text but received 'sasrec-bert'/);
-  const badData = runTrainJs(['--dataset', '/nonexistent/data'], cache);
+  const badData = runTrainJs(['--dataset', '/nonexistent/data', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-'))], cache);
   assert.equal(badData.status, 1);
   assert.match(badData.stderr, /existing file or folder for dataset but received '\/nonexistent\/data'/);
 });
