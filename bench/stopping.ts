@@ -25,7 +25,11 @@ interface Point {
 /** A stopping rule over a validation curve: returns [stopEpoch, keptEpoch] (1-based). */
 type Rule = (valid: number[]) => [number, number];
 
-function patienceRule(patience: number, minEpochs = 0): Rule {
+/**
+ * Stop after max(patience, ⌈fraction × epochs up to the best⌉) epochs without improvement (fraction 0: a fixed
+ * patience), never before minEpochs; keep the best epoch.
+ */
+function patienceRule(patience: number, fraction = 0, minEpochs = 0): Rule {
   return (valid) => {
     let best = -1;
     let bestAt = 0;
@@ -33,22 +37,7 @@ function patienceRule(patience: number, minEpochs = 0): Rule {
       if (valid[e] > best) {
         best = valid[e];
         bestAt = e;
-      } else if (e - bestAt >= patience && e + 1 >= minEpochs) return [e + 1, bestAt + 1];
-    }
-    return [valid.length, bestAt + 1];
-  };
-}
-
-/** Patience that grows with the run: stop after max(minimum, fraction × best epoch) validations without improvement. */
-function growingPatience(fraction: number, minimum: number): Rule {
-  return (valid) => {
-    let best = -1;
-    let bestAt = 0;
-    for (let e = 0; e < valid.length; e++) {
-      if (valid[e] > best) {
-        best = valid[e];
-        bestAt = e;
-      } else if (e - bestAt >= Math.max(minimum, Math.ceil(fraction * (bestAt + 1)))) return [e + 1, bestAt + 1];
+      } else if (e - bestAt >= Math.max(patience, Math.ceil(fraction * (bestAt + 1))) && e + 1 >= minEpochs) return [e + 1, bestAt + 1];
     }
     return [valid.length, bestAt + 1];
   };
@@ -111,11 +100,11 @@ async function main(): Promise<void> {
     ['patience 10', patienceRule(10)],
     ['patience 15', patienceRule(15)],
     ['patience 20', patienceRule(20)],
-    ['patience 5, min 30 epochs', patienceRule(5, 30)],
-    ['patience 10, min 30 epochs', patienceRule(10, 30)],
-    ['patience max(5, 25% of best epoch)', growingPatience(0.25, 5)],
-    ['patience max(10, 25% of best epoch)', growingPatience(0.25, 10)],
-    ['patience max(10, 50% of best epoch)', growingPatience(0.5, 10)],
+    ['patience 5, min 30 epochs', patienceRule(5, 0, 30)],
+    ['patience 10, min 30 epochs', patienceRule(10, 0, 30)],
+    ['patience max(5, 25% of best epoch)', patienceRule(5, 0.25)],
+    ['patience max(10, 25% of best epoch)', patienceRule(10, 0.25)],
+    ['patience max(10, 50% of best epoch)', patienceRule(10, 0.5)],
     ['EMA 0.3, patience 5', smoothedRule(0.3, 5)],
     ['EMA 0.3, patience 10', smoothedRule(0.3, 10)],
     [`none (all ${epochs})`, () => [valid.length, valid.indexOf(Math.max(...valid)) + 1]],

@@ -9,15 +9,9 @@ import * as path from 'node:path';
 import { Model } from '../lib/model';
 import { MorecError } from '../lib/errors';
 import { writeSafetensors } from '../lib/io/safetensors';
+import { isMorec } from './helpers';
 
 const config = { backbone: 'sasrec' as const, numItems: 20, d: 8, maxLen: 6, heads: 2, threads: 1, dropout: 0 };
-
-const isMorec = (code: string, re: RegExp) => (e: unknown) => {
-  assert.ok(e instanceof MorecError, `expected a MorecError, got ${e}`);
-  assert.equal(e.code, code, e.message);
-  assert.match(e.message, re);
-  return true;
-};
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'morec-ckpt-'));

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { formatLoadReport, loadRaw, metrics, MorecError, popularityRanks, prepareDataset, Sequences } from '../lib';
 import { fsError } from '../lib/data/raw';
-import { rng } from './helpers';
+import { isMorec, rng } from './helpers';
 
 function tmpdir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'morec-integrity-'));
@@ -19,15 +19,6 @@ function tmpdir(): string {
 
 function seqsOf(raw: { offsets: Int32Array; items: Int32Array; itemIds: string[]; userIds: string[] }): Array<[string, string[]]> {
   return raw.userIds.map((u, i) => [u, Array.from(raw.items.subarray(raw.offsets[i], raw.offsets[i + 1]), (x) => raw.itemIds[x - 1])]);
-}
-
-function rejectsWith(code: string, pattern: RegExp) {
-  return (e: unknown) => {
-    assert.ok(e instanceof MorecError, `expected a MorecError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, pattern);
-    return true;
-  };
 }
 
 /** 30 users x 8 interactions at times 1..8 over 40 items, drawn at random (items may recur within a user). */
@@ -76,7 +67,7 @@ test('probe: every row written twice gives the same prepared sequences and metri
   // strict: the drop is an error naming the first duplicate; with keepDuplicates nothing is dropped
   await assert.rejects(
     prepareDataset(twice, { cacheDir: false, strict: true }),
-    rejectsWith('EFORMAT', /^strict: .*interactions\.csv: 240 duplicate interactions dropped \(same user, item and timestamp; first: interactions\.csv:242 repeats line 2/),
+    isMorec('EFORMAT', /^strict: .*interactions\.csv: 240 duplicate interactions dropped \(same user, item and timestamp; first: interactions\.csv:242 repeats line 2/),
   );
   await prepareDataset(twice, { cacheDir: false, strict: true, keepDuplicates: true });
 });
@@ -107,7 +98,7 @@ test('user lines and atomic files: a repeated identical line is a duplicate (dro
   const kept = await prepareDataset(f, { cacheDir: false, keepDuplicates: true });
   assert.deepEqual(kept.userIds, ['a', 'b', 'a']);
   fs.writeFileSync(f, 'a 1 2 3 4 5\nb 2 3 4 5 6\na 1 2 3 4 6\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /seqs\.txt:3: user 'a' appears on more than one line \(first on line 1\) with different items/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /seqs\.txt:3: user 'a' appears on more than one line \(first on line 1\) with different items/));
 
   const at = tmpdir();
   fs.writeFileSync(path.join(at, 'X.test.inter'), '0\t1 2 3 4\t5\n1\t1 2 3 4\t5\n0\t1 2 3 4\t5\n');
@@ -116,27 +107,27 @@ test('user lines and atomic files: a repeated identical line is a duplicate (dro
   assert.deepEqual(raw.userIds, ['0', '1'], 'two users with identical sequences are two users; the repeated line of user 0 is dropped');
   assert.equal(raw.report.duplicatesDropped, 1);
   fs.writeFileSync(path.join(at, 'X.test.inter'), '0\t1 2 3 4\t5\n0\t1 2 3 4\t6\n');
-  await assert.rejects(loadRaw(at), rejectsWith('EFORMAT', /X\.test\.inter:2: user '0' appears on more than one line \(first on line 1\) with different sequences/));
+  await assert.rejects(loadRaw(at), isMorec('EFORMAT', /X\.test\.inter:2: user '0' appears on more than one line \(first on line 1\) with different sequences/));
 });
 
 test('probe: a headerless CSV whose first row has a bad timestamp is an error naming file:1, not a header', async () => {
   const dir = tmpdir();
   const f = path.join(dir, 'x.csv');
   fs.writeFileSync(f, 'u1,a,notatime\nu1,b,2\nu1,c,3\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /x\.csv:1: unparsable timestamp 'notatime' \(expected a number or a date; a header must name its columns/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /x\.csv:1: unparsable timestamp 'notatime' \(expected a number or a date; a header must name its columns/));
   // a row of unknown names is data too
   fs.writeFileSync(f, 'a,b,c\nu1,b,2\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /x\.csv:1: unparsable timestamp 'c'/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /x\.csv:1: unparsable timestamp 'c'/));
   // a header naming some known columns but not all
   fs.writeFileSync(f, 'user,item,rating\nu1,b,2\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /x\.csv:1: the header 'user,item,rating' names no timestamp column/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /x\.csv:1: the header 'user,item,rating' names no timestamp column/));
   // headerless and valid: every row kept, the positional columns reported as guessed (an error when strict)
   fs.writeFileSync(f, 'u1,a,1\nu1,b,2\nu1,c,3\nu1,d,4\nu1,e,5\n');
   const d = await prepareDataset(f, { cacheDir: false });
   assert.equal(d.sequences.items.length, 5);
   assert.equal(d.report.headerDetected, 'none');
   assert.deepEqual(d.report.guessed, ['x.csv: no header; columns taken by position as user, item, timestamp']);
-  await assert.rejects(prepareDataset(f, { cacheDir: false, strict: true }), rejectsWith('EFORMAT', /strict: .*x\.csv: guessed x\.csv: no header; columns taken by position/));
+  await assert.rejects(prepareDataset(f, { cacheDir: false, strict: true }), isMorec('EFORMAT', /strict: .*x\.csv: guessed x\.csv: no header; columns taken by position/));
 });
 
 test('a header is found by its names, columns in any order (RecBole :type suffixes, a BOM, \\r line ends)', async () => {
@@ -148,7 +139,7 @@ test('a header is found by its names, columns in any order (RecBole :type suffix
   assert.equal(raw.report.headerDetected, 'yes (user_id:token,Item_ID:token,timestamp:float)');
   assert.deepEqual(raw.report.guessed, []);
   fs.writeFileSync(f, 'user,item,time,timestamp\nu1,a,1,1\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /h\.csv:1: the header names 'time' and 'timestamp': which is the timestamp column is ambiguous/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /h\.csv:1: the header names 'time' and 'timestamp': which is the timestamp column is ambiguous/));
   // tabs in a .csv: the delimiter is a guess
   fs.writeFileSync(f, 'user\titem\ttimestamp\nu1\ta\t1\n');
   const tabbed = await loadRaw(f);
@@ -192,7 +183,7 @@ test('probe: a truncated or altered cached array is detected and rebuilt, and th
   assert.equal(hit.report.duplicatesDropped, 1);
   assert.equal(hit.report.usersDropped, 1);
   // strict applies to a cached load as well
-  await assert.rejects(prepareDataset(f, { cacheDir, strict: true }), rejectsWith('EFORMAT', /strict: .*1 duplicate user lines dropped .*seqs\.txt:3 repeats line 2/));
+  await assert.rejects(prepareDataset(f, { cacheDir, strict: true }), isMorec('EFORMAT', /strict: .*1 duplicate user lines dropped .*seqs\.txt:3 repeats line 2/));
 
   fs.truncateSync(path.join(first.cacheDir!, 'popularity.i32'), 8);
   const rebuilt = await prepareDataset(f, { cacheDir });
@@ -249,19 +240,19 @@ test('probe: temp folders of interrupted cache builds are cleaned on the next pr
 
 test('probe: devices, FIFOs and sockets are refused with EINVAL before any read (no hang on /dev/zero)', async () => {
   const started = Date.now();
-  await assert.rejects(prepareDataset('/dev/zero', { cacheDir: false }), rejectsWith('EINVAL', /^\/dev\/zero: is a character device; expected a regular file or a folder of data files$/));
-  await assert.rejects(loadRaw('/dev/zero'), rejectsWith('EINVAL', /^\/dev\/zero: is a character device/));
+  await assert.rejects(prepareDataset('/dev/zero', { cacheDir: false }), isMorec('EINVAL', /^\/dev\/zero: is a character device; expected a regular file or a folder of data files$/));
+  await assert.rejects(loadRaw('/dev/zero'), isMorec('EINVAL', /^\/dev\/zero: is a character device/));
   const dir = tmpdir();
   const fifo = path.join(dir, 'pipe.csv');
   execFileSync('mkfifo', [fifo]);
-  await assert.rejects(prepareDataset(fifo, { cacheDir: false }), rejectsWith('EINVAL', /pipe\.csv: is a FIFO \(named pipe\)/));
+  await assert.rejects(prepareDataset(fifo, { cacheDir: false }), isMorec('EINVAL', /pipe\.csv: is a FIFO \(named pipe\)/));
   // inside a folder layout, too
   const inFolder = tmpdir();
   execFileSync('mkfifo', [path.join(inFolder, 'interactions.csv')]);
-  await assert.rejects(prepareDataset(inFolder, { cacheDir: false }), rejectsWith('EINVAL', /interactions\.csv: is a FIFO/));
+  await assert.rejects(prepareDataset(inFolder, { cacheDir: false }), isMorec('EINVAL', /interactions\.csv: is a FIFO/));
   const data = path.join(dir, 'x.csv');
   fs.writeFileSync(data, 'user,item,timestamp\nu1,a,1\n');
-  await assert.rejects(prepareDataset(data, { cacheDir: false, itemsFile: '/dev/null' }), rejectsWith('EINVAL', /^\/dev\/null: is a character device/));
+  await assert.rejects(prepareDataset(data, { cacheDir: false, itemsFile: '/dev/null' }), isMorec('EINVAL', /^\/dev\/null: is a character device/));
   assert.ok(Date.now() - started < 5000, 'refused at once');
 });
 
@@ -277,17 +268,17 @@ test('probe: numeric-looking ids are kept as written, never wrapped to 32 bits',
   assert.deepEqual(c.userIds, ['1e12']);
   assert.deepEqual(c.itemIds, ['1e12', '1000000000000', '3', '4', '5']);
   // item indices given as numbers: out-of-range values are named as given
-  assert.throws(() => Sequences.fromArrays([[1, 2, 1e12]], 3), rejectsWith('EINVAL', /^Expected item indices in 1\.\.3 but user 0 has item 1000000000000 at position 2$/));
-  assert.throws(() => Sequences.fromArrays([[1, 2.5]], 3), rejectsWith('EINVAL', /has item 2\.5 at position 1/));
+  assert.throws(() => Sequences.fromArrays([[1, 2, 1e12]], 3), isMorec('EINVAL', /^Expected item indices in 1\.\.3 but user 0 has item 1000000000000 at position 2$/));
+  assert.throws(() => Sequences.fromArrays([[1, 2.5]], 3), isMorec('EINVAL', /has item 2\.5 at position 1/));
 });
 
 test('probe: fs failures are MorecErrors with a code and the path (ENOENT, EACCES -> EIO, folder for a file -> EINVAL)', async () => {
-  await assert.rejects(prepareDataset('/nonexistent/data.csv', { cacheDir: false }), rejectsWith('ENOENT', /existing file or folder for dataset but received '\/nonexistent\/data\.csv'/));
+  await assert.rejects(prepareDataset('/nonexistent/data.csv', { cacheDir: false }), isMorec('ENOENT', /existing file or folder for dataset but received '\/nonexistent\/data\.csv'/));
   const dir = tmpdir();
   const data = path.join(dir, 'interactions.csv');
   fs.writeFileSync(data, 'user,item,timestamp\nu1,a,1\n');
-  await assert.rejects(prepareDataset(data, { cacheDir: false, itemsFile: path.join(dir, 'missing.csv') }), rejectsWith('ENOENT', /missing\.csv: no such file or folder/));
-  await assert.rejects(prepareDataset(data, { cacheDir: false, itemsFile: dir }), rejectsWith('EINVAL', /: is a folder, expected a file/));
+  await assert.rejects(prepareDataset(data, { cacheDir: false, itemsFile: path.join(dir, 'missing.csv') }), isMorec('ENOENT', /missing\.csv: no such file or folder/));
+  await assert.rejects(prepareDataset(data, { cacheDir: false, itemsFile: dir }), isMorec('EINVAL', /: is a folder, expected a file/));
   const eacces = Object.assign(new Error("EACCES: permission denied, open '/x/y.csv'"), { code: 'EACCES' });
   const e = fsError(eacces, '/x/y.csv');
   assert.equal(e.code, 'EIO');
@@ -305,7 +296,7 @@ test('probe: fs failures are MorecErrors with a code and the path (ENOENT, EACCE
     const locked = path.join(dir, 'locked.txt');
     fs.writeFileSync(locked, 'a 1 2 3 4 5\n');
     fs.chmodSync(locked, 0);
-    await assert.rejects(prepareDataset(locked, { cacheDir: false }), rejectsWith('EIO', /locked\.txt: permission denied \(EACCES\)/));
+    await assert.rejects(prepareDataset(locked, { cacheDir: false }), isMorec('EIO', /locked\.txt: permission denied \(EACCES\)/));
   }
 });
 
@@ -315,7 +306,7 @@ test('a line split across read chunks keeps its line number (\\r\\n on a 1 MiB b
   for (let i = 0; first.length < (1 << 20) - 8; i++) first += ` ${i % 1000}`;
   first = first.padEnd((1 << 20) - 1, '9');
   fs.writeFileSync(f, first + '\r\nu2 1 2 3 4 5\r\nu3\r\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /long\.txt:3: expected 'user item item \.\.\.' but the line has no items/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /long\.txt:3: expected 'user item item \.\.\.' but the line has no items/));
 });
 
 test('morec data prints the load report; --strict fails on dropped duplicates, naming where', () => {

@@ -4,10 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAddon, Model, MorecError, Sequences } from '../lib';
-
-function isMorec(code: string, pattern: RegExp) {
-  return (e: unknown) => e instanceof MorecError && e.code === code && pattern.test(e.message);
-}
+import { isMorec } from './helpers';
 
 test('bad model configs are rejected in TypeScript with uniform messages', () => {
   assert.throws(() => Model.create({ backbone: 'sasrec', numItems: 10, d: -3 }), isMorec('EINVAL', /^Expected a positive integer for d but received -3$/));

@@ -1,5 +1,6 @@
 /** Small deterministic helpers shared by the test suites. */
-import { Sequences } from '../lib';
+import * as assert from 'node:assert/strict';
+import { MorecError, Sequences } from '../lib';
 import { seededRandom } from '../lib/util/random';
 
 export { seededRandom as rng } from '../lib/util/random';
@@ -24,4 +25,14 @@ export function chainWorld(users: number, numItems: number, seed: number): Seque
     seqs.push(s);
   }
   return Sequences.fromArrays(seqs, numItems);
+}
+
+/** For assert.throws / assert.rejects: a MorecError with this code whose message matches. */
+export function isMorec(code: string, pattern: RegExp) {
+  return (e: unknown) => {
+    assert.ok(e instanceof MorecError, `expected a MorecError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, pattern);
+    return true;
+  };
 }

@@ -12,6 +12,7 @@ import { formatLoadReport, loadRaw, MorecError, prepareDataset } from '../lib';
 import { itemBuckets, NO_BUCKET, targetBuckets } from '../lib/data/buckets';
 import { parseMindTime } from '../lib/data/loaders/mind';
 import { prepareTextTower } from '../lib/text/text_tower';
+import { isMorec } from './helpers';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared', 'data');
 const MIND = path.join(SHARED, 'mind-sample');
@@ -19,15 +20,6 @@ const HM = path.join(SHARED, 'hm-sample');
 
 function tmpdir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'morec-loaders-'));
-}
-
-function rejectsWith(code: string, pattern: RegExp) {
-  return (e: unknown) => {
-    assert.ok(e instanceof MorecError, `expected a MorecError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, pattern);
-    return true;
-  };
 }
 
 /** userId -> item ids of a prepared data set (or raw data). */
@@ -125,7 +117,7 @@ test('MIND sample: users, items, interactions, unresolved ids and texts match th
   assert.ok(lines.some((l) => /^unresolved ids: 16990 item ids \(140945 interactions; e\.g\. N138, N64727, N27288\) have no row in news\.tsv: kept as items without text/.test(l)));
   assert.ok(lines.some((l) => /^behaviors\.tsv: 5000 impressions of 4637 users \(327 on more than one/.test(l)));
   // strict refuses unresolved ids; a text tower refuses items without text
-  await assert.rejects(prepareDataset(MIND, { cacheDir: false, strict: true }), rejectsWith('EFORMAT', /strict: .*16990 item ids \(140945 interactions; e\.g\. 'N138', 'N64727', 'N27288'\) have no row in news\.tsv/));
+  await assert.rejects(prepareDataset(MIND, { cacheDir: false, strict: true }), isMorec('EFORMAT', /strict: .*16990 item ids \(140945 interactions; e\.g\. 'N138', 'N64727', 'N27288'\) have no row in news\.tsv/));
   assert.throws(() => prepareTextTower(d, { workDir: tmpdir() }), /has no text/);
   // behaviors.tsv named directly is its folder
   const direct = await prepareDataset(path.join(MIND, 'behaviors.tsv'), { cacheDir: false, maxLen: 20 });
@@ -169,17 +161,17 @@ test('MIND: title + abstract as an option; merged users, duplicates, conflicting
   ]);
   // errors name file and line
   fs.writeFileSync(path.join(dir, 'behaviors.tsv'), '1\tU1\t11/12/2019 2:14:46 PM\tN1\tN5 N6\n');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /behaviors\.tsv:1: impression 'N5' has no click label \(-1 clicked, -0 not\); MIND's test split has no labels/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /behaviors\.tsv:1: impression 'N5' has no click label \(-1 clicked, -0 not\); MIND's test split has no labels/));
   fs.writeFileSync(path.join(dir, 'behaviors.tsv'), '1\tU1\t2019-11-12 14:14\tN1\tN5-1\n');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /behaviors\.tsv:1: unparsable time '2019-11-12 14:14' \(expected MIND's M\/D\/YYYY h:mm:ss AM\|PM\)/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /behaviors\.tsv:1: unparsable time '2019-11-12 14:14' \(expected MIND's M\/D\/YYYY h:mm:ss AM\|PM\)/));
   fs.writeFileSync(path.join(dir, 'behaviors.tsv'), 'U1\tN1 N2\tN3-1\n');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /behaviors\.tsv:1: expected 5 tab-separated columns/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /behaviors\.tsv:1: expected 5 tab-separated columns/));
   assert.equal(parseMindTime('11/12/2019 12:00:00 AM'), Date.UTC(2019, 10, 12, 0, 0, 0) / 1000);
   assert.equal(parseMindTime('11/12/2019 12:30:00 PM'), Date.UTC(2019, 10, 12, 12, 30, 0) / 1000);
   // itemText applies to MIND, H&M and IDvs.MoRec only
   const csv = path.join(dir, 'x.csv');
   fs.writeFileSync(csv, 'user,item,timestamp\nu,a,1\n');
-  await assert.rejects(loadRaw(csv, { itemText: 'title+abstract' }), rejectsWith('EINVAL', /itemText 'title\+abstract' applies to MIND, H&M and IDvs\.MoRec data sets/));
+  await assert.rejects(loadRaw(csv, { itemText: 'title+abstract' }), isMorec('EINVAL', /itemText 'title\+abstract' applies to MIND, H&M and IDvs\.MoRec data sets/));
 });
 
 /** H&M's rule written out: by customer, t_dat then file order, ids padded to 10 digits, (customer, article, day) once. */
@@ -280,16 +272,16 @@ test('H&M: Kaggle image folders (images/010/0108775015.jpg), quoted multi-line d
   assert.equal(after.report.itemsWithImage, 2);
   // the same id twice (flat and in a subfolder) is refused: which is the item's photo would be a guess
   fs.writeFileSync(path.join(dir, 'images', '0108775044.jpg'), 'jpg');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /two images for item '0108775044'/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /two images for item '0108775044'/));
   fs.rmSync(path.join(dir, 'images', '0108775044.jpg'));
   // no header: the columns would be a guess (t_dat comes first in H&M), so it is an error
   fs.writeFileSync(path.join(dir, 'transactions_train.csv'), tx.slice(1).join('\n') + '\n');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /transactions_train\.csv:1: expected a header naming the columns \(t_dat, customer_id, article_id\) but the first row is '2020-09-02,c1,/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /transactions_train\.csv:1: expected a header naming the columns \(t_dat, customer_id, article_id\) but the first row is '2020-09-02,c1,/));
   fs.writeFileSync(path.join(dir, 'transactions_train.csv'), tx[0] + '\n2020-09-01,c1,AB1234,0.1,1\n');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /transactions_train\.csv:2: article id 'AB1234' is not an H&M article id/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /transactions_train\.csv:2: article id 'AB1234' is not an H&M article id/));
   fs.writeFileSync(path.join(dir, 'transactions_train.csv'), tx.join('\n') + '\n');
   fs.writeFileSync(path.join(dir, 'articles.csv'), 'article_id,prod_name\n0108775015,"never closed\n');
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /articles\.csv:2: a quoted field opened here is not closed before the end of the file/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /articles\.csv:2: a quoted field opened here is not closed before the end of the file/));
 });
 
 test('Bili in the official IDvs.MoRec layout: *_users.tsv, *_items.tsv (ids, optionally titles), covers in *_images/', async () => {
@@ -313,7 +305,7 @@ test('Bili in the official IDvs.MoRec layout: *_users.tsv, *_items.tsv (ids, opt
   assert.ok(formatLoadReport(d.report).includes('bili_images/: 5 images; 4 of 7 items have one (the rest: no image)'));
   // an image folder named images/ wins; two *_images folders are ambiguous
   fs.mkdirSync(path.join(dir, 'hm_images'));
-  await assert.rejects(loadRaw(dir), rejectsWith('EFORMAT', /more than one image folder \(.*bili_images.*hm_images.*\)/));
+  await assert.rejects(loadRaw(dir), isMorec('EFORMAT', /more than one image folder \(.*bili_images.*hm_images.*\)/));
 });
 
 test('generic CSV: columns by header name; header-less or mislabelled files are refused or reported, never guessed silently', async () => {
@@ -326,18 +318,18 @@ test('generic CSV: columns by header name; header-less or mislabelled files are 
   assert.equal(named.report.headerDetected, 'yes (customer_id,article_id,t_dat)');
   // mislabelled: names that say nothing of users or items
   fs.writeFileSync(f, 'customer,product,time\nc,a,1\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /log\.csv:1: the header 'customer,product,time' names no user or item column \(recognised: user user\|user_id/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /log\.csv:1: the header 'customer,product,time' names no user or item column \(recognised: user user\|user_id/));
   fs.writeFileSync(f, 'user,customer_id,item,timestamp\nc,c,a,1\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /log\.csv:1: the header names 'user' and 'customer_id': which is the user column is ambiguous/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /log\.csv:1: the header names 'user' and 'customer_id': which is the user column is ambiguous/));
   // header-less: a row of words is data, whose timestamp does not parse
   fs.writeFileSync(f, 'visitor,thing,when\nc,a,1\n');
-  await assert.rejects(loadRaw(f), rejectsWith('EFORMAT', /log\.csv:1: unparsable timestamp 'when' \(expected a number or a date; a header must name its columns/));
+  await assert.rejects(loadRaw(f), isMorec('EFORMAT', /log\.csv:1: unparsable timestamp 'when' \(expected a number or a date; a header must name its columns/));
   // header-less and parsable: loaded by position, which the report says, and strict refuses
   fs.writeFileSync(f, 'c,a,1\nc,b,2\nc,d,3\nc,e,4\nc,g,5\n');
   const guessed = await prepareDataset(f, { cacheDir: false });
   assert.deepEqual(guessed.report.guessed, ['log.csv: no header; columns taken by position as user, item, timestamp']);
   assert.ok(formatLoadReport(guessed.report).includes('guessed: log.csv: no header; columns taken by position as user, item, timestamp'));
-  await assert.rejects(prepareDataset(f, { cacheDir: false, strict: true }), rejectsWith('EFORMAT', /strict: .*guessed log\.csv: no header; columns taken by position/));
+  await assert.rejects(prepareDataset(f, { cacheDir: false, strict: true }), isMorec('EFORMAT', /strict: .*guessed log\.csv: no header; columns taken by position/));
 });
 
 test('warm-N: rare items removed, users re-filtered, repeated to a fixpoint; every interaction accounted for', async () => {
@@ -369,8 +361,8 @@ test('warm-N: rare items removed, users re-filtered, repeated to a fixpoint; eve
   assert.deepEqual(seqsOf({ ...w, ...w.sequences }), new Map([['u1', ['c', 'd', 'e', 'f']], ['u2', ['c', 'd', 'e', 'f']], ['u3', ['b', 'c', 'd', 'e']]]));
   assert.deepEqual([w.report.warmItemsDropped, w.report.interactionsBeyondWindow], [1, 5]);
   // nothing left is an error that names warm-N
-  await assert.rejects(prepareDataset(f, { cacheDir: false, warm: 100 }), rejectsWith('EINVAL', /empty after filtering \(minSeqLen 5, warm-100: 7 items with fewer than 100 interactions removed in 1 rounds\)/));
-  await assert.rejects(prepareDataset(f, { cacheDir: false, warm: -1 }), rejectsWith('EINVAL', /Expected a non-negative integer for warm but received -1/));
+  await assert.rejects(prepareDataset(f, { cacheDir: false, warm: 100 }), isMorec('EINVAL', /empty after filtering \(minSeqLen 5, warm-100: 7 items with fewer than 100 interactions removed in 1 rounds\)/));
+  await assert.rejects(prepareDataset(f, { cacheDir: false, warm: -1 }), isMorec('EINVAL', /Expected a non-negative integer for warm but received -1/));
 });
 
 test('item buckets: new (0 training interactions), cold (1-9), warm (10+); each user target bucket per split', async () => {
