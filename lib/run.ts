@@ -81,6 +81,8 @@ export interface RunResults {
   buckets: BucketMetrics;
   seconds: number;
   protocol: string;
+  /** Users whose test item is already in their history (a miss under maskRepeatedTarget, a near-certain hit otherwise). */
+  repeatedTargets: number;
   users: number;
   items: number;
 }
@@ -276,6 +278,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     buckets: bucketMetrics(data, result.testRanks, 'test'),
     seconds: result.seconds,
     protocol: describeProtocol({ name: cfg.protocol?.name ?? 'morec', maxLen: cfg.maxLen, minSeqLen: cfg.minSeqLen, maskRepeatedTarget: !!cfg.protocol?.maskRepeatedTarget, warm: cfg.warm }),
+    repeatedTargets: seqs.repeatedTargetUsers('test').length,
     users: seqs.users,
     items: seqs.numItems,
   };

@@ -157,6 +157,8 @@ export interface ResultRow {
   buckets: RunResults['buckets'];
   /** Valid HR@10 of every cell tried, by cell name. */
   grid: Record<string, number>;
+  /** Users whose test item is already in their history (see the protocol's masking). */
+  repeatedTargets: number;
 }
 
 const TRAIN_KEYS = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'epochs', 'patience', 'patienceGrowth', 'loss', 'validationsPerEpoch'];
@@ -307,6 +309,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         runDir: path.relative(out, best!.outcome.runDir),
         buckets: r.buckets,
         grid: gridValues,
+        repeatedTargets: r.repeatedTargets,
       });
       writeAtomic(path.join(out, 'results.json'), [Buffer.from(JSON.stringify(rows, null, 2) + '\n')]);
     }

@@ -86,7 +86,13 @@ export async function writeReport(studyDir: string): Promise<Report> {
     md.push(table(['model', 'data set', 'cell', 'valid HR@10', 'chosen'], rows.flatMap((r) => Object.entries(r.grid).map(([c, v]) => [r.model, r.dataset, c, fmt(v), v === r.validHR10 ? '✓' : '']))), '');
   }
   md.push('## Runs', '');
-  md.push(table(['model', 'data set', 'epochs (best)', 'seconds', 'users', 'items', 'run folder'], rows.map((r) => [r.model, r.dataset, `${r.epochs} (${r.bestEpoch})`, r.seconds.toFixed(1), String(r.users), String(r.items), r.runDir])), '');
+  md.push(
+    table(
+      ['model', 'data set', 'epochs (best)', 'seconds', 'users', 'items', 'users whose test item repeats one in their history', 'run folder'],
+      rows.map((r) => [r.model, r.dataset, `${r.epochs} (${r.bestEpoch})`, r.seconds.toFixed(1), String(r.users), String(r.items), String(r.repeatedTargets ?? '–'), r.runDir]),
+    ),
+    '',
+  );
 
   // Figures.
   const figDir = path.join(dir, 'figures');
