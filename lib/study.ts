@@ -197,6 +197,12 @@ function resolveModel(m: string | StudyModel): { name: string; preset: ModelPres
   return { name: spec.name, preset: base, spec };
 }
 
+/** The paper's vision data sets are H&M and Bili (cover images); MIND and the Amazon sets are text data sets. */
+export function dataKindOf(data: Pick<Dataset, 'format' | 'name' | 'image' | 'text'>): DataKind {
+  if (data.format === 'hm' || /(^|[^a-z])(hm|h&m|bili)/i.test(data.name)) return 'vision';
+  return data.image && !data.text ? 'vision' : 'text';
+}
+
 function datasetLabel(ds: StudyDataset): string {
   const base = ds.label ?? (ds.path === 'synthetic' ? 'synthetic' : path.basename(path.resolve(ds.path)).replace(/\.[a-z]+$/, ''));
   return ds.warm && !ds.label ? `${base}-warm${ds.warm}` : base;
@@ -216,7 +222,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   const probes = new Map<StudyDataset, { probe: Dataset; kind: DataKind }>();
   for (const ds of datasets) {
     const probe = await prepareDataset(ds.path, { minSeqLen: 5, maxLen: options.maxLen ?? 20, ...(ds.warm ? { warm: ds.warm } : {}), synthetic: { seed, scale: options.scale ?? 1 } });
-    probes.set(ds, { probe, kind: ds.kind ?? (/^(hm|bili)/i.test(probe.format) ? 'vision' : 'text') });
+    probes.set(ds, { probe, kind: ds.kind ?? dataKindOf(probe) });
   }
   // The study's spec decides whether this folder may be continued.
   const { log: _l, signal: _s, threads: _t, out: _o, overwrite: _w, ...spec } = options;

@@ -139,3 +139,16 @@ test("--protocol paper: L, stopping, masking and DSSM's 4 validations per epoch 
   assert.deepEqual(lines.map((l) => `${l.epoch}.${l.part}`), ['1.1', '1.2', '1.3', '1.4', '2.1', '2.2', '2.3', '2.4']);
   assert.equal(dssm.epochs, 2);
 });
+
+test('data kind for the paper protocol: H&M and Bili are vision data sets (L 10), MIND and Amazon text (L 20)', () => {
+  const { dataKindOf } = require('../lib/study') as typeof import('../lib/study');
+  const kinds = [
+    dataKindOf({ format: 'hm', name: 'hm-sample' }),
+    dataKindOf({ format: 'idvsmorec', name: 'HM', image: ['a.jpg'] }),
+    dataKindOf({ format: 'idvsmorec', name: 'Bili', image: ['a.jpg'], text: ['t'] }),
+    dataKindOf({ format: 'mind', name: 'mind-sample', text: ['t'] }),
+    dataKindOf({ format: 'amazon-atomic', name: 'amazon-scientific', text: ['t'] }),
+    dataKindOf({ format: 'synthetic', name: 'synthetic', text: ['t'], image: ['a.png'] }),
+  ];
+  assert.deepEqual(kinds, ['vision', 'vision', 'vision', 'text', 'text', 'text']);
+});
