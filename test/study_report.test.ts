@@ -138,6 +138,15 @@ test("--protocol paper: L, stopping, masking and DSSM's 4 validations per epoch 
   const lines = fs.readFileSync(path.join(out, dssm.runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(lines.map((l) => `${l.epoch}.${l.part}`), ['1.1', '1.2', '1.3', '1.4', '2.1', '2.2', '2.3', '2.4']);
   assert.equal(dssm.epochs, 2);
+  // morec eval of a paper run applies the run's masking, so it reproduces the run's test metrics exactly.
+  for (const row of rows) {
+    const ev = spawnSync(process.execPath, [path.join(root, 'dist', 'lib', 'cli', 'main.js'), 'eval', '--run', path.join(out, row.runDir), '--quiet'], { encoding: 'utf8', env: { ...process.env, MOREC_CACHE: cache } });
+    assert.equal(ev.status, 0, ev.stderr);
+    const m = JSON.parse(ev.stdout);
+    assert.equal(m.maskRepeatedTarget, true);
+    assert.equal(m['HR@10'], row['HR@10']);
+    assert.equal(m['NDCG@10'], row['NDCG@10']);
+  }
 });
 
 test('data kind for the paper protocol: H&M and Bili are vision data sets (L 10), MIND and Amazon text (L 20)', () => {

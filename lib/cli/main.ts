@@ -193,9 +193,11 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
     throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   const bar = new ProgressBar(args.quiet as boolean);
   const mode = args.mode as 'full' | 'sampled';
-  const ranks = await model.evaluate(data.sequences, { split: args.split as 'valid' | 'test', mode, numNegatives: args.negatives as number, seed: 0 }, (d, t) => bar.update('evaluating', d, t));
+  // The run's protocol decides whether a repeated target counts as a miss (the paper's), as in its results.json.
+  const mask = runConfig.protocol?.maskRepeatedTarget ? { maskRepeatedTarget: true } : {};
+  const ranks = await model.evaluate(data.sequences, { split: args.split as 'valid' | 'test', mode, numNegatives: args.negatives as number, seed: 0, ...mask }, (d, t) => bar.update('evaluating', d, t));
   const m = metrics(ranks, [5, 10, 20], mode === 'sampled' ? `(sampled${args.negatives})` : '');
-  console.log(JSON.stringify({ checkpoint: ckpt, dataset: data.name, fingerprint: data.fingerprint, split: args.split, mode, ...m }, null, 2));
+  console.log(JSON.stringify({ checkpoint: ckpt, dataset: data.name, fingerprint: data.fingerprint, split: args.split, mode, maskRepeatedTarget: !!mask.maskRepeatedTarget, ...m }, null, 2));
 }
 
 async function dataCommand(args: Record<string, unknown>): Promise<void> {
