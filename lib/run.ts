@@ -20,6 +20,7 @@ import { bucketMetrics, BucketMetrics } from './buckets';
 import { describeProtocol, Protocol } from './protocol';
 import { fit, FitState } from './train/fit';
 import { prepareTextTower, TextTowerOptions } from './text/text_tower';
+import { encoderParameterCount } from './text/encoder';
 
 export interface TrainConfig {
   name?: string;
@@ -73,6 +74,8 @@ export interface RunResults {
   /** 'id', or the text tower's label, e.g. 'bert-small(scratch)'. */
   itemTower: string;
   pretrained: boolean | null;
+  /** Parameters of the item encoder (text towers; null for ID towers). */
+  encoderParameters: number | null;
   bestEpoch: number;
   epochs: number;
   valid: Metrics;
@@ -271,6 +274,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     fingerprint: data.fingerprint,
     itemTower: text ? text.label : 'id',
     pretrained: text ? text.pretrained : null,
+    encoderParameters: model.config.text ? encoderParameterCount(model.config.text) : null,
     bestEpoch: result.bestEpoch + 1,
     epochs: result.epochs,
     valid: result.valid,

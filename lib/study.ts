@@ -138,6 +138,8 @@ export interface ResultRow {
   paradigm: 'id' | 'e2e' | 'ts';
   /** Whether the item encoder started from pretrained weights (null for ID towers). */
   pretrained: boolean | null;
+  /** Parameters of the item encoder (null for ID towers). */
+  encoderParameters: number | null;
   dataset: string;
   split: 'test';
   'HR@10': number;
@@ -299,6 +301,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         itemTower: r.itemTower,
         paradigm: preset.paradigm,
         pretrained: r.pretrained,
+        encoderParameters: r.encoderParameters ?? null,
         dataset: ds.label ?? (ds.path === 'synthetic' ? `synthetic(seed=${seed},scale=${options.scale ?? 1})${ds.warm ? `-warm${ds.warm}` : ''}` : label),
         split: 'test',
         'HR@10': r.test['HR@10'],

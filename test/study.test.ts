@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { metrics, Model, popularityRanks, prepareDataset } from '../lib';
+import { encoderParameterCount } from '../lib/text/encoder';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -48,6 +49,13 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
     assert.ok(row['NDCG@10'] >= 0 && row['NDCG@10'] <= row['HR@10']);
     assert.equal(row.epochs, 2);
   }
+  // Text rows carry their encoder's size (bert-tiny: L2/H128 over the title vocabulary), ID rows none; the
+  // report then has the encoder-size figure.
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, rows[2].runDir, 'config.json'), 'utf8'));
+  assert.equal(rows[2].encoderParameters, encoderParameterCount(cfg.model.text));
+  assert.ok(rows[2].encoderParameters > 400_000, String(rows[2].encoderParameters));
+  assert.equal(rows[0].encoderParameters, null);
+  assert.ok(fs.readFileSync(path.join(out, 'figures', 'hr10-by-encoder-size.svg'), 'utf8').includes('encoder parameters'));
 });
 
 test('train.js --help documents the options; unknown options and bad values fail with a message', () => {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { ItemStore } from '../lib/item_store';
 import { metrics, Model, ModelConfig, prepareDataset, Sequences } from '../lib';
 import { prepareTextTower } from '../lib/text/text_tower';
-import { resolveTextEncoder } from '../lib/text/encoder';
+import { encoderParameterCount, resolveTextEncoder } from '../lib/text/encoder';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors';
 import { chainWorld } from './helpers';
 
@@ -316,4 +316,13 @@ test('evaluation builds the item table first and reports it in its progress (ite
   for (const [, t] of seen) assert.equal(t, 30 + evaluated);
   for (let i = 1; i < seen.length; i++) assert.ok(seen[i][0] >= seen[i - 1][0]);
   assert.ok(seen[seen.length - 1][0] > 30, 'users are counted after the items');
+});
+
+test('encoderParameterCount equals the number of encoder weights the model really holds', () => {
+  const model = textModel('tiny-bert', 'bert');
+  const params = model.parameters();
+  let n = 0;
+  for (const [name, t] of Object.entries(params)) if (name.startsWith('item_tower.encoder.')) n += t.data.length;
+  const text = model.config.text!;
+  assert.equal(encoderParameterCount(text), n, 'parameters under item_tower.encoder.');
 });

@@ -5,7 +5,8 @@
  *   Table 3  warm-N: the same models on the data sets' warm-20/50/200 variants
  *   Table 9  test HR@10 by target-item bucket: new (0 training interactions), cold (1-9), warm (>= 10)
  *   Grid     valid HR@10 of every cell tried
- * Figures: HR@10 by popularity bucket, validation learning curves, HR@10 by item tower (encoder).
+ * Figures: HR@10 by popularity bucket, validation learning curves, HR@10 by item tower, and HR@10 by encoder
+ * size (text towers).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -168,6 +169,29 @@ export async function writeReport(studyDir: string): Promise<Report> {
       },
     },
   });
+  const encoded = rows.filter((r) => r.encoderParameters);
+  if (encoded.length)
+    figures.push({
+      file: 'hr10-by-encoder-size.svg',
+      title: 'Test HR@10 by the size of the item encoder (text towers)',
+      spec: {
+        data: { values: encoded.map((r) => ({ model: r.model, backbone: r.backbone, tower: r.itemTower, dataset: r.dataset, parameters: r.encoderParameters, 'HR@10': r['HR@10'] })) },
+        width: 320,
+        height: 200,
+        layer: [
+          {
+            mark: { type: 'line', point: true },
+            encoding: {
+              x: { field: 'parameters', type: 'quantitative', scale: { type: 'log' }, title: 'encoder parameters (log scale)' },
+              y: { field: 'HR@10', type: 'quantitative', title: 'test HR@10' },
+              color: { field: 'backbone', type: 'nominal' },
+              strokeDash: { field: 'dataset', type: 'nominal' },
+            },
+          },
+          { mark: { type: 'text', dy: -8, fontSize: 9 }, encoding: { x: { field: 'parameters', type: 'quantitative', scale: { type: 'log' } }, y: { field: 'HR@10', type: 'quantitative' }, text: { field: 'tower' } } },
+        ],
+      },
+    });
   md.push('## Figures', '');
   const written: string[] = [];
   for (const f of figures) {

@@ -104,3 +104,16 @@ export function resolveTextEncoder(nameOrFolder: string): TextEncoderSpec {
   if (!weights) throw new MorecError('EINVAL', `${dir}: no model.safetensors or pytorch_model.bin beside config.json`);
   return { name: dir, config: encoderConfigFromHf(readJson(configFile), configFile), weights, tokenizerDir: dir };
 }
+
+/**
+ * Parameters of a BERT/RoBERTa encoder as morec builds it (embeddings with their LayerNorm, then per layer
+ * Q/K/V/out with biases, a LayerNorm, the FFN and a LayerNorm; no pooler): the x axis of the report's
+ * encoder-size figure. Checked against the model's own parameter list in test/text_encoder.test.ts.
+ */
+export function encoderParameterCount(c: Pick<NativeTextTowerConfig, 'vocabSize' | 'hidden' | 'layers' | 'intermediate' | 'maxPositions' | 'typeVocabSize'>): number {
+  const H = c.hidden;
+  const I = c.intermediate;
+  const embeddings = (c.vocabSize + c.maxPositions + c.typeVocabSize) * H + 2 * H;
+  const layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
+  return embeddings + c.layers * layer;
+}
