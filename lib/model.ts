@@ -30,6 +30,10 @@ function describeField(f: ConfigField): string {
     return `an integer in [${f.min}, ${f.max}]`;
   }
   if (f.type === 'number') return `a number in [${f.min}, ${f.max}]`;
+  if (f.type === 'integers' || f.type === 'numbers') {
+    const n = f.minLength === f.maxLength ? `${f.minLength}` : `${f.minLength} to ${f.maxLength}`;
+    return `an array of ${n} ${f.type} in [${f.min}, ${f.max}]`;
+  }
   if (f.type === 'choice') return `one of ${(f.choices ?? []).map((c) => `'${c}'`).join(' | ')}`;
   if (f.type === 'object') return 'a config object';
   return `a ${f.type}`;
@@ -53,6 +57,9 @@ function checkFields(o: Record<string, unknown>, schema: ConfigSchema, prefix: s
       : f.type === 'boolean' ? typeof v === 'boolean'
       : f.type === 'string' ? typeof v === 'string'
       : f.type === 'choice' ? typeof v === 'string' && (f.choices ?? []).includes(v)
+      : f.type === 'integers' || f.type === 'numbers'
+        ? Array.isArray(v) && v.length >= f.minLength! && v.length <= f.maxLength! &&
+          v.every((x) => typeof x === 'number' && Number.isFinite(x) && x >= f.min! && x <= f.max! && (f.type === 'numbers' || Number.isInteger(x)))
       : typeof v === 'object' && v !== null && !Array.isArray(v);
     if (!ok) throw invalid(describeField(f), name, v);
   }
@@ -67,12 +74,13 @@ let schemaCache: ConfigSchema | undefined;
 export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> {
   if (typeof config !== 'object' || config === null) throw invalid('a config object', 'config', config);
   const schema = (schemaCache ??= loadAddon().configSchema());
-  const { text: textSchema, ...top } = schema;
-  checkFields(config as Record<string, unknown>, { ...top, text: textSchema }, '');
-  if (config.itemTower === 'text') {
-    if (typeof config.text !== 'object' || config.text === null || Array.isArray(config.text))
-      throw invalid("a text encoder config object (required by itemTower 'text')", 'text', config.text);
-    checkFields(config.text as unknown as Record<string, unknown>, textSchema.fields ?? {}, 'text.');
+  checkFields(config as Record<string, unknown>, schema, '');
+  for (const tower of ['text', 'image'] as const) {
+    if (config.itemTower !== tower) continue;
+    const sub = config[tower];
+    if (typeof sub !== 'object' || sub === null || Array.isArray(sub))
+      throw invalid(`a ${tower} encoder config object (required by itemTower '${tower}')`, tower, sub);
+    checkFields(sub as unknown as Record<string, unknown>, schema[tower].fields ?? {}, `${tower}.`);
   }
   if (config.backbone === 'dssm' && config.numUsers === undefined) throw invalid('a positive integer', 'numUsers', config.numUsers);
   if (config.device !== undefined && !/^(cpu|cuda(:\d+)?)$/.test(config.device)) throw invalid("'cpu' or 'cuda[:N]'", 'device', config.device);

@@ -32,12 +32,50 @@ export interface NativeTextTowerConfig {
   encodeBatch: number;
 }
 
+/** The image tower's encoder (torchvision's ResNet or Swin) and input normalization. */
+export interface NativeImageTowerConfig {
+  arch: 'resnet' | 'swin';
+  /** ResNet blocks: 'basic' (ResNet-18/34) or 'bottleneck' (ResNet-50/101/152). */
+  block: 'basic' | 'bottleneck';
+  /** Blocks per stage (ResNet-50 [3, 4, 6, 3]; Swin-T [2, 2, 6, 2]; Swin-B [2, 2, 18, 2]). */
+  depths: number[];
+  /** ResNet: stem and first-stage width (torchvision 64). Swin: embed_dim (T 96, B 128). Doubles per stage. */
+  width: number;
+  /** ResNet bottleneck inner width per group (64; wide ResNets 128). */
+  widthPerGroup: number;
+  /** Swin: heads per stage (T [3, 6, 12, 24], B [4, 8, 16, 32]). */
+  heads: number[];
+  windowSize: number;
+  patchSize: number;
+  mlpRatio: number;
+  /** Swin stochastic depth rate, linear over the blocks (torchvision swin_t 0.2; default 0). */
+  dropPath: number;
+  attentionDropout: number;
+  layerNormEps: number;
+  /** Pixels per side of the item store's images. */
+  imageSize: number;
+  /** Per-channel normalization of [0, 1] pixels (paper: 0.5 and 0.5; ImageNet: [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]). */
+  mean: number[];
+  std: number[];
+  /** -1 (default): all trainable. n >= 0: the stem and all but the top n stages frozen. */
+  finetuneTopStages: number;
+  /** BatchNorm keeps its running statistics while training (eval-mode normalization). */
+  freezeBatchNorm: boolean;
+  cacheFrozen: boolean;
+  gradientCheckpointing: boolean;
+  /** ResNet: NHWC memory format. */
+  channelsLast: boolean;
+  encodeBatch: number;
+}
+
 export interface NativeModelConfig {
   backbone: 'sasrec' | 'dssm';
   /** Item tower: 'id' (learned ID embeddings) or 'text' (an encoder over each item's tokens; needs an ItemStore). */
-  itemTower: 'id' | 'text';
+  itemTower: 'id' | 'text' | 'image';
   /** itemTower 'text': the encoder. */
   text?: NativeTextTowerConfig;
+  /** itemTower 'image': the encoder (pixels come from an ItemStore of images). */
+  image?: NativeImageTowerConfig;
   /** Items are 1..numItems; 0 is padding. */
   numItems: number;
   /** DSSM only: number of users (user-ID embedding rows). */
@@ -148,9 +186,12 @@ export interface NamedTensor {
 }
 
 export interface ConfigField {
-  type: 'integer' | 'number' | 'boolean' | 'string' | 'choice' | 'object';
+  type: 'integer' | 'number' | 'boolean' | 'string' | 'choice' | 'object' | 'integers' | 'numbers';
   min?: number;
   max?: number;
+  /** 'integers' | 'numbers': allowed array lengths. */
+  minLength?: number;
+  maxLength?: number;
   choices?: string[];
   required?: boolean;
   fields?: ConfigSchema;

@@ -1,6 +1,7 @@
 #include "model_config.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "../common.h"
 
@@ -57,6 +58,31 @@ struct Reader {
     }
     throw expected("one of " + list, key, v);
   }
+  template <class T>
+  void list(const char* key, std::vector<T>& f, double min, double max, size_t minLen, size_t maxLen, bool integral) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return;
+    std::string what = std::string("an array of ") + (minLen == maxLen ? std::to_string(minLen) : std::to_string(minLen) + " to " + std::to_string(maxLen)) +
+                       (integral ? " integers" : " numbers") + " in [" + c10::str(min) + ", " + c10::str(max) + "]";
+    if (!v.IsArray()) throw expected(what, key, v);
+    auto a = v.As<Napi::Array>();
+    if (a.Length() < minLen || a.Length() > maxLen) throw expected(what, key, v);
+    std::vector<T> out;
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) throw expected(what, key, v);
+      double x = e.As<Napi::Number>().DoubleValue();
+      if (!std::isfinite(x) || x < min || x > max || (integral && x != std::floor(x))) throw expected(what, key, v);
+      out.push_back(T(x));
+    }
+    f = std::move(out);
+  }
+  void integers(const char* key, std::vector<int64_t>& f, int64_t min, int64_t max, size_t minLen, size_t maxLen) {
+    list(key, f, double(min), double(max), minLen, maxLen, true);
+  }
+  void numbers(const char* key, std::vector<double>& f, double min, double max, size_t minLen, size_t maxLen) {
+    list(key, f, min, max, minLen, maxLen, false);
+  }
   template <class C>
   void nested(const char* key, C& f, bool used) {
     if (!used) return;
@@ -75,6 +101,14 @@ struct Writer {
   void boolean(const char* key, bool& f) { o.Set(key, f); }
   void string(const char* key, std::string& f) { o.Set(key, f); }
   void choice(const char* key, std::string& f, std::initializer_list<const char*>) { o.Set(key, f); }
+  template <class T>
+  void list(const char* key, const std::vector<T>& f) {
+    Napi::Array a = Napi::Array::New(o.Env(), f.size());
+    for (size_t i = 0; i < f.size(); ++i) a.Set(uint32_t(i), double(f[i]));
+    o.Set(key, a);
+  }
+  void integers(const char* key, std::vector<int64_t>& f, int64_t, int64_t, size_t, size_t) { list(key, f); }
+  void numbers(const char* key, std::vector<double>& f, double, double, size_t, size_t) { list(key, f); }
   template <class C>
   void nested(const char* key, C& f, bool used) {
     if (!used) return;
@@ -111,6 +145,19 @@ struct SchemaWriter {
     for (const char* c : choices) a.Set(a.Length(), c);
     e.Set("choices", a);
   }
+  void listEntry(const char* key, const char* type, double min, double max, size_t minLen, size_t maxLen) {
+    auto e = entry(key, type);
+    e.Set("min", min);
+    e.Set("max", max);
+    e.Set("minLength", double(minLen));
+    e.Set("maxLength", double(maxLen));
+  }
+  void integers(const char* key, std::vector<int64_t>&, int64_t min, int64_t max, size_t minLen, size_t maxLen) {
+    listEntry(key, "integers", double(min), double(max), minLen, maxLen);
+  }
+  void numbers(const char* key, std::vector<double>&, double min, double max, size_t minLen, size_t maxLen) {
+    listEntry(key, "numbers", min, max, minLen, maxLen);
+  }
   template <class C>
   void nested(const char* key, C& f, bool) {
     auto e = entry(key, "object");
@@ -136,6 +183,21 @@ void TextTowerConfig::resolve() {
                      std::to_string(finetuneTopLayers));
 }
 
+void ImageTowerConfig::resolve() {
+  if (arch == "swin") {
+    if (heads.size() != depths.size())
+      throw invalidArg("Expected image.heads to have one entry per stage (" + std::to_string(depths.size()) +
+                       ", as image.depths) but it has " + std::to_string(heads.size()));
+    for (size_t i = 0; i < heads.size(); ++i)
+      if ((width << i) % heads[i] != 0)
+        throw invalidArg("Expected image.heads[" + std::to_string(i) + "] to divide the stage's width " +
+                         std::to_string(width << i) + " but received " + std::to_string(heads[i]));
+  }
+  if (finetuneTopStages > int64_t(depths.size()))
+    throw invalidArg("Expected image.finetuneTopStages in [-1, " + std::to_string(depths.size()) +
+                     "] (the encoder's stages) but received " + std::to_string(finetuneTopStages));
+}
+
 void ModelConfig::resolve() {
   if (backbone == "dssm" && numUsers < 1)
     throw invalidArg("Expected a positive integer for numUsers (required by the dssm backbone) but received " +
@@ -150,6 +212,7 @@ void ModelConfig::resolve() {
   if (sequenceLayout == "packed" && device != "cpu")
     throw invalidArg("Expected sequenceLayout 'padded' or 'auto' on device '" + device + "' (the packed kernel is CPU-only)");
   if (itemTower == "text") text.resolve();
+  if (itemTower == "image") image.resolve();
 }
 
 ModelConfig ModelConfig::fromJs(const Napi::Object& o) {
@@ -168,9 +231,8 @@ Napi::Object ModelConfig::toJs(Napi::Env env) {
 
 Napi::Object ModelConfig::schema(Napi::Env env) {
   ModelConfig c;
-  c.itemTower = "text";  // lists the nested fields too
   SchemaWriter s{Napi::Object::New(env)};
-  c.visit(s);
+  c.visit(s);  // nested() lists every tower's fields whatever itemTower is
   return s.o;
 }
 

@@ -60,10 +60,72 @@ struct TextTowerConfig {
   void resolve();
 };
 
+// An image encoder (ResNet or Swin, torchvision's architectures) and the tower around it: the encoder's pooled
+// output -> Linear(features -> d) -> GELU. Pixels come from the item store as uint8 [3, H, W] and are
+// normalized on the model's device with `mean`/`std`.
+struct ImageTowerConfig {
+  std::string arch = "resnet";        // "resnet" | "swin"
+  // ResNet: "basic" (ResNet-18/34) or "bottleneck" (ResNet-50/101/152) blocks.
+  std::string block = "bottleneck";
+  // Blocks per stage (ResNet-50: 3,4,6,3; Swin-T: 2,2,6,2; Swin-B: 2,2,18,2).
+  std::vector<int64_t> depths = {3, 4, 6, 3};
+  // ResNet: the stem's and first stage's width (torchvision: 64; stage i has width * 2^i planes).
+  // Swin: the patch embedding's width (embed_dim: Swin-T 96, Swin-B 128; stage i has width * 2^i channels).
+  int64_t width = 64;
+  int64_t widthPerGroup = 64;         // ResNet bottleneck inner width per group (wide ResNets: 128)
+  std::vector<int64_t> heads = {3, 6, 12, 24};  // Swin: attention heads per stage
+  int64_t windowSize = 7;             // Swin
+  int64_t patchSize = 4;              // Swin
+  double mlpRatio = 4.0;              // Swin
+  double dropPath = 0.0;              // Swin stochastic depth rate (linear over blocks); torchvision swin_t: 0.2
+  double attentionDropout = 0.0;      // Swin
+  double layerNormEps = 1e-5;         // Swin
+  int64_t imageSize = 224;            // the item store's pixels are imageSize x imageSize
+  std::vector<double> mean = {0.5, 0.5, 0.5};  // per channel, on [0, 1] pixels (paper: 0.5; ImageNet: 0.485 ...)
+  std::vector<double> std = {0.5, 0.5, 0.5};
+  // -1: everything trains. n >= 0: the stem and all but the top n stages are frozen.
+  int64_t finetuneTopStages = -1;
+  // BatchNorm layers keep their running statistics (eval-mode normalization) also while training.
+  bool freezeBatchNorm = false;
+  // With frozen bottom stages: compute their output once per item and reuse it.
+  bool cacheFrozen = false;
+  // Keep only each block's input in the forward pass and recompute the block in the backward pass.
+  bool gradientCheckpointing = false;
+  bool channelsLast = false;          // ResNet: NHWC memory format (faster convolutions on some back ends)
+  int64_t encodeBatch = 64;           // items per forward pass when building the whole item table
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("arch", arch, {"resnet", "swin"});
+    v.choice("block", block, {"basic", "bottleneck"});
+    v.integers("depths", depths, 0, 256, 1, 8);
+    v.integer("width", width, 1, 1 << 14);
+    v.integer("widthPerGroup", widthPerGroup, 1, 1 << 14);
+    v.integers("heads", heads, 1, 1024, 1, 8);
+    v.integer("windowSize", windowSize, 1, 1024);
+    v.integer("patchSize", patchSize, 1, 1024);
+    v.number("mlpRatio", mlpRatio, 0.01, 64.0);
+    v.number("dropPath", dropPath, 0.0, 0.95);
+    v.number("attentionDropout", attentionDropout, 0.0, 0.95);
+    v.number("layerNormEps", layerNormEps, 0.0, 1.0);
+    v.integer("imageSize", imageSize, 1, 1 << 14);
+    v.numbers("mean", mean, -1e3, 1e3, 3, 3);
+    v.numbers("std", std, 1e-6, 1e3, 3, 3);
+    v.integer("finetuneTopStages", finetuneTopStages, -1, 8);
+    v.boolean("freezeBatchNorm", freezeBatchNorm);
+    v.boolean("cacheFrozen", cacheFrozen);
+    v.boolean("gradientCheckpointing", gradientCheckpointing);
+    v.boolean("channelsLast", channelsLast);
+    v.integer("encodeBatch", encodeBatch, 1, 1 << 20);
+  }
+  void resolve();
+};
+
 struct ModelConfig {
   std::string backbone = "sasrec";  // "sasrec" | "dssm"
-  std::string itemTower = "id";     // "id" | "text" (image, features, fusion towers extend ItemTower)
+  std::string itemTower = "id";     // "id" | "text" | "image" (features, fusion towers extend ItemTower)
   TextTowerConfig text;             // itemTower "text"
+  ImageTowerConfig image;           // itemTower "image"
   int64_t numItems = 0;             // required: items are 1..numItems, 0 is padding
   int64_t numUsers = 0;             // DSSM user-ID embedding rows
   int64_t d = 64;
@@ -89,8 +151,9 @@ struct ModelConfig {
   template <class V>
   void visit(V& v) {
     v.choice("backbone", backbone, {"sasrec", "dssm"});
-    v.choice("itemTower", itemTower, {"id", "text"});
+    v.choice("itemTower", itemTower, {"id", "text", "image"});
     v.nested("text", text, itemTower == "text");
+    v.nested("image", image, itemTower == "image");
     v.integer("numItems", numItems, 1, INT32_MAX - 1, /*required=*/true);
     v.integer("numUsers", numUsers, 0, INT32_MAX);
     v.integer("d", d, 1, INT32_MAX);
