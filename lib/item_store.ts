@@ -1,6 +1,7 @@
 /**
  * Per-item inputs of modality towers, handed to the native core once (like Sequences) and read there by the
- * encoder for every batch: each item's title as token ids, right-padded to maxTokens, row 0 = padding item.
+ * encoder for every batch: each item's title as token ids, right-padded to maxTokens, or each item's image
+ * as uint8 pixels (3 x H x W, CHW), in memory or memory-mapped from a prepared image store. Row 0 = padding.
  */
 import { invalid, toMorecError } from './errors';
 import { loadAddon, NativeItemStore } from './native';
@@ -22,19 +23,64 @@ export interface TitleEncoder {
   encodeAll(texts: (string | null)[], maxTokens: number, options?: { missingText?: 'error' | 'empty' }): { ids: Int32Array; lengths: Int32Array };
 }
 
+export interface ItemPixels {
+  numItems: number;
+  height: number;
+  width: number;
+  /** (numItems + 1) x 3 x height x width bytes, CHW per item; row 0 is the padding item. */
+  pixels: Uint8Array;
+}
+
+/** A prepared image store's pixel file (lib/image): (numItems + 1) rows of 3 x height x width bytes. */
+export interface ItemPixelFile {
+  numItems: number;
+  height: number;
+  width: number;
+  file: string;
+}
+
 export class ItemStore {
   readonly numItems: number;
+  /** 'tokens' (text towers) or 'images' (image towers). */
+  readonly kind: 'tokens' | 'images';
   readonly maxTokens: number;
   readonly tokens: Int32Array;
   readonly lengths: Int32Array;
+  /** Image stores: pixels per side. */
+  readonly height: number;
+  readonly width: number;
   /** What made the tokens (tokenizer fingerprint, maxTokens), for caches and checkpoints. */
   readonly source: Record<string, unknown>;
   /** @internal */
   readonly native: NativeItemStore;
 
-  constructor(t: ItemTokens, source: Record<string, unknown> = {}) {
+  constructor(t: ItemTokens | ItemPixels | ItemPixelFile, source: Record<string, unknown> = {}) {
     if (typeof t !== 'object' || t === null) throw invalid('an object with numItems, maxTokens, tokens, lengths', 'items', t);
     this.numItems = positiveInt(t.numItems, 'numItems');
+    if ('pixels' in t || 'file' in t) {
+      this.kind = 'images';
+      this.height = positiveInt(t.height, 'height');
+      this.width = positiveInt(t.width, 'width');
+      this.maxTokens = 0;
+      this.tokens = new Int32Array(0);
+      this.lengths = new Int32Array(0);
+      this.source = source;
+      const options =
+        'pixels' in t
+          ? { numItems: this.numItems, height: this.height, width: this.width, pixels: t.pixels }
+          : { numItems: this.numItems, height: this.height, width: this.width, file: t.file };
+      if ('pixels' in t && !(t.pixels instanceof Uint8Array)) throw invalid('a Uint8Array', 'pixels', t.pixels);
+      if ('file' in t && (typeof t.file !== 'string' || t.file.length === 0)) throw invalid('a file path', 'file', t.file);
+      try {
+        this.native = new (loadAddon().ItemStore)(options);
+      } catch (e) {
+        throw toMorecError(e);
+      }
+      return;
+    }
+    this.kind = 'tokens';
+    this.height = 0;
+    this.width = 0;
     this.maxTokens = positiveInt(t.maxTokens, 'maxTokens');
     this.tokens = int32Array(t.tokens, 'tokens');
     this.lengths = int32Array(t.lengths, 'lengths');
@@ -44,6 +90,18 @@ export class ItemStore {
     } catch (e) {
       throw toMorecError(e);
     }
+  }
+
+  /** Images held in memory (copied into native memory): pixels of (numItems + 1) x 3 x height x width bytes, CHW. */
+  static fromPixels(p: ItemPixels, source: Record<string, unknown> = {}): ItemStore {
+    if (typeof p !== 'object' || p === null || !('pixels' in p)) throw invalid('an object with numItems, height, width, pixels', 'pixels', p);
+    return new ItemStore(p, source);
+  }
+
+  /** A prepared image store's pixel file, memory-mapped by the core (pages are read as batches need them). */
+  static fromPixelFile(f: ItemPixelFile, source: Record<string, unknown> = {}): ItemStore {
+    if (typeof f !== 'object' || f === null || !('file' in f)) throw invalid('an object with numItems, height, width, file', 'file', f);
+    return new ItemStore(f, source);
   }
 
   /** Tokenizes texts[i - 1] as item i's title (with the tokenizer's special tokens, at most maxTokens). */

@@ -163,17 +163,22 @@ export class Model {
     if (options.items !== undefined && !(options.items instanceof ItemStore)) throw invalid('an ItemStore', 'items', options.items);
     if (valid.itemTower === 'text' && !options.items)
       throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'text' encodes each item's tokens) but received undefined");
+    if (valid.itemTower === 'image' && !options.items)
+      throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'image' encodes each item's pixels) but received undefined");
     return callNative(() => new Model(new (loadAddon().Model)(valid, options.items?.native)));
   }
 
   /**
-   * Loads a pretrained Hugging Face BERT/RoBERTa checkpoint (model.safetensors or pytorch_model.bin) into the
-   * text tower's encoder. Tensors are matched by name (BertModel layout, with or without a `bert.`/`roberta.`
-   * prefix, LayerNorm gamma/beta accepted); pooler and pre-training heads are ignored and reported.
+   * Loads a pretrained checkpoint (safetensors, or a PyTorch zip: pytorch_model.bin / .pth) into the tower's
+   * encoder. Text: Hugging Face BERT/RoBERTa (BertModel layout, with or without a `bert.`/`roberta.` prefix,
+   * LayerNorm gamma/beta accepted). Image: torchvision ResNet / Swin state dicts (also with a `module.` or
+   * `model.` prefix; timm ResNets share torchvision's names) and Hugging Face SwinModel. Classifier heads,
+   * poolers and pre-training heads are ignored and reported; anything else that does not fit is an EMISMATCH.
    */
   loadEncoderWeights(file: string): NativeImportReport {
     if (typeof file !== 'string' || file.length === 0) throw invalid('a checkpoint file path', 'file', file);
-    if (this.config.itemTower !== 'text') throw new MorecError('EINVAL', `loadEncoderWeights needs itemTower 'text' but this model has '${this.config.itemTower}'`);
+    if (this.config.itemTower !== 'text' && this.config.itemTower !== 'image')
+      throw new MorecError('EINVAL', `loadEncoderWeights needs itemTower 'text' or 'image' but this model has '${this.config.itemTower}'`);
     return callNative(() => this.native.loadEncoderWeights(file));
   }
 
@@ -224,6 +229,17 @@ export class Model {
   /** The text encoder's last-layer hidden states of items (indices 1..numItems): shape [n, T, hidden], T = longest. */
   encoderHiddenStates(items: Int32Array): NamedTensor {
     return callNative(() => this.native.encoderHiddenStates(items));
+  }
+
+  /**
+   * The image encoder's pooled output for items (indices 1..numItems): shape [n, features], without gradients.
+   * options.train runs the encoder in train mode (BatchNorm running statistics update, as in a training step).
+   */
+  encoderFeatures(items: Int32Array, options: { train?: boolean } = {}): NamedTensor {
+    if (!(items instanceof Int32Array)) throw invalid('an Int32Array of item indices', 'items', items);
+    if (typeof options !== 'object' || options === null) throw invalid('an options object', 'options', options);
+    if (options.train !== undefined && typeof options.train !== 'boolean') throw invalid('a boolean', 'train', options.train);
+    return callNative(() => this.native.encoderFeatures(items, options.train ?? false));
   }
 
   /**

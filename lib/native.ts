@@ -208,6 +208,7 @@ export interface NativeSequences {
 export interface NativeItemStore {
   readonly numItems: number;
   readonly maxTokens: number;
+  readonly kind: 'tokens' | 'images';
 }
 
 export interface NativeImportReport {
@@ -230,6 +231,7 @@ export interface NativeModel {
   cancel(): void;
   loadEncoderWeights(file: string): NativeImportReport;
   encoderHiddenStates(items: Int32Array): NamedTensor;
+  encoderFeatures(items: Int32Array, train?: boolean): NamedTensor;
   parameters(): Record<string, NamedTensor>;
   setParameters(params: Record<string, Float32Array | NamedTensor>): void;
   snapshotWeights(): void;
@@ -241,7 +243,12 @@ export interface NativeModel {
 export interface NativeAddon {
   Sequences: new (offsets: Int32Array, items: Int32Array, numItems: number) => NativeSequences;
   Model: new (config: Partial<NativeModelConfig>, items?: NativeItemStore) => NativeModel;
-  ItemStore: new (options: { numItems: number; maxTokens: number; tokens: Int32Array; lengths: Int32Array }) => NativeItemStore;
+  ItemStore: new (
+    options:
+      | { numItems: number; maxTokens: number; tokens: Int32Array; lengths: Int32Array }
+      | { numItems: number; height: number; width: number; pixels: Uint8Array }
+      | { numItems: number; height: number; width: number; file: string; offset?: number },
+  ) => NativeItemStore;
   fullRankingRanks(
     userVectors: Float32Array,
     itemVectors: Float32Array,

@@ -1,5 +1,13 @@
 #include "item_store_wrap.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "addon_data.h"
 
 namespace morec {
@@ -7,8 +15,69 @@ namespace morec {
 Napi::Function ItemStoreWrap::define(Napi::Env env) {
   return DefineClass(env, "ItemStore",
                      {InstanceAccessor<&ItemStoreWrap::numItems>("numItems"),
-                      InstanceAccessor<&ItemStoreWrap::maxTokens>("maxTokens")});
+                      InstanceAccessor<&ItemStoreWrap::maxTokens>("maxTokens"),
+                      InstanceAccessor<&ItemStoreWrap::kind>("kind")});
 }
+
+namespace {
+
+// A read-only shared mapping of a whole file, unmapped when the last store using it goes.
+struct FileMapping {
+  void* address = MAP_FAILED;
+  size_t bytes = 0;
+  ~FileMapping() {
+    if (address != MAP_FAILED) munmap(address, bytes);
+  }
+};
+
+// new ItemStore({ numItems, height, width, pixels: Uint8Array }) or ({ numItems, height, width, file, offset })
+void readImages(const Napi::Object& o, ItemStoreData& data) {
+  data.height = readInt(o, "height", 0, 1, 1 << 14);
+  data.width = readInt(o, "width", 0, 1, 1 << 14);
+  const int64_t rows = data.numItems + 1, rowBytes = 3 * data.height * data.width;
+  const int64_t bytes = rows * rowBytes;
+  if (o.Has("pixels")) {
+    Napi::Value v = o.Get("pixels");
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw invalidArg("Expected a Uint8Array for pixels but received " + describeValue(v));
+    auto a = v.As<Napi::Uint8Array>();
+    if (int64_t(a.ElementLength()) != bytes)
+      throw invalidArg("Expected pixels of (numItems + 1) x 3 x height x width = " + std::to_string(bytes) +
+                       " bytes but received " + std::to_string(a.ElementLength()));
+    data.pixels = torch::from_blob(a.Data(), {rows, 3, data.height, data.width}, torch::kUInt8).clone();
+    return;
+  }
+  Napi::Value fv = o.Get("file");
+  if (!fv.IsString()) throw invalidArg("Expected pixels (a Uint8Array) or file (an image store path) but received neither");
+  const std::string file = fv.As<Napi::String>().Utf8Value();
+  const int64_t offset = readInt(o, "offset", 0, 0, INT64_C(1) << 50);
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw MorecException(errno == ENOENT ? "ENOENT" : "EIO", file + ": cannot be opened (" + std::strerror(errno) + ")");
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw MorecException("EFORMAT", file + ": not a regular file");
+  }
+  if (int64_t(st.st_size) != offset + bytes) {
+    ::close(fd);
+    throw MorecException("EFORMAT", file + ": holds " + std::to_string(st.st_size) + " bytes but " +
+                                        std::to_string(data.numItems) + " items of 3 x " + std::to_string(data.height) + " x " +
+                                        std::to_string(data.width) + " pixels (+ offset " + std::to_string(offset) + ") need " +
+                                        std::to_string(offset + bytes) + " (truncated or from another data set)");
+  }
+  auto map = std::make_shared<FileMapping>();
+  map->bytes = size_t(st.st_size);
+  map->address = mmap(nullptr, map->bytes, PROT_READ, MAP_SHARED, fd, 0);
+  const int err = errno;
+  ::close(fd);
+  if (map->address == MAP_FAILED) throw MorecException("EIO", file + ": cannot be memory-mapped (" + std::strerror(err) + ")");
+  data.pixels = torch::from_blob(static_cast<uint8_t*>(map->address) + offset, {rows, 3, data.height, data.width},
+                                 torch::kUInt8);
+  data.mapping = map;
+  data.file = file;
+}
+
+}  // namespace
 
 // new ItemStore({ numItems, maxTokens, tokens: Int32Array (numItems + 1) x maxTokens, lengths: Int32Array })
 ItemStoreWrap::ItemStoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ItemStoreWrap>(info) {
@@ -16,6 +85,11 @@ ItemStoreWrap::ItemStoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     Napi::Object o = readObjectArg(info, 0, "options");
     auto data = std::make_shared<ItemStoreData>();
     data->numItems = readInt(o, "numItems", 0, 1, INT32_MAX - 1);
+    if (!o.Has("tokens")) {
+      readImages(o, *data);
+      data_ = std::move(data);
+      return;
+    }
     data->maxTokens = readInt(o, "maxTokens", 0, 1, 1 << 16);
     auto tokens = readInt32Array(o.Get("tokens"), "tokens");
     auto lengths = readInt32Array(o.Get("lengths"), "lengths");
@@ -54,6 +128,9 @@ std::shared_ptr<const ItemStoreData> ItemStoreWrap::unwrap(const Napi::Value& v,
 
 Napi::Value ItemStoreWrap::numItems(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(data_ ? data_->numItems : 0));
+}
+Napi::Value ItemStoreWrap::kind(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), data_ && data_->pixels.defined() ? "images" : "tokens");
 }
 Napi::Value ItemStoreWrap::maxTokens(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(data_ ? data_->maxTokens : 0));

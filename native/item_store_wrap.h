@@ -1,4 +1,4 @@
-// JS class `ItemStore`: the per-item inputs of modality towers (token ids + lengths), validated and copied
+// JS class `ItemStore`: the per-item inputs of modality towers (token ids + lengths, or pixels: owned or memory-mapped), validated and copied
 // once into native memory; a model built with it reads items from there, never through JS per step.
 #pragma once
 
@@ -18,6 +18,7 @@ class ItemStoreWrap : public Napi::ObjectWrap<ItemStoreWrap> {
  private:
   Napi::Value numItems(const Napi::CallbackInfo& info);
   Napi::Value maxTokens(const Napi::CallbackInfo& info);
+  Napi::Value kind(const Napi::CallbackInfo& info);
   std::shared_ptr<const ItemStoreData> data_;
 };
 

@@ -6,6 +6,7 @@
 #include "item_store_wrap.h"
 #include "io/state_dict_reader.h"
 #include "item_vectors_worker.h"
+#include "models/image_item_tower.h"
 #include "models/text_item_tower.h"
 #include "sequences_wrap.h"
 #include "train/epoch_batches.h"
@@ -24,6 +25,7 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::itemVectors>("itemVectors"),
                       InstanceMethod<&ModelWrap::encoderHiddenStates>("encoderHiddenStates"),
                       InstanceMethod<&ModelWrap::loadEncoderWeights>("loadEncoderWeights"),
+                      InstanceMethod<&ModelWrap::encoderFeatures>("encoderFeatures"),
                       InstanceMethod<&ModelWrap::parameters>("parameters"),
                       InstanceMethod<&ModelWrap::setParameters>("setParameters"),
                       InstanceMethod<&ModelWrap::snapshotWeights>("snapshotWeights"),
@@ -237,22 +239,58 @@ Napi::Value ModelWrap::encoderHiddenStates(const Napi::CallbackInfo& info) {
   });
 }
 
-// Reads a Hugging Face checkpoint file (safetensors or PyTorch zip) and loads it into the text encoder.
+static Napi::Object importReport(Napi::Env env, const ImportReport& report) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loaded", double(report.loaded));
+  Napi::Array ignored = Napi::Array::New(env, report.ignored.size());
+  for (size_t i = 0; i < report.ignored.size(); ++i) ignored.Set(uint32_t(i), report.ignored[i]);
+  out.Set("ignored", ignored);
+  return out;
+}
+
+// The image encoder's pooled output for items (Int32Array of indices 1..numItems), no gradients:
+// { shape: [n, features], data: Float32Array }. train: run it in train mode (BatchNorm statistics update).
+Napi::Value ModelWrap::encoderFeatures(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    auto* tower = dynamic_cast<ImageItemTower*>(&core_->model->itemTower());
+    if (!tower)
+      throw invalidArg("encoderFeatures needs itemTower 'image' but this model has '" + core_->model->config().itemTower + "'");
+    auto ids = readInt32Array(info.Length() ? info[0] : info.Env().Undefined(), "items");
+    const bool train = info.Length() > 1 && info[1].ToBoolean().Value();
+    const int64_t N = core_->model->config().numItems;
+    if (ids.ElementLength() == 0) throw invalidArg("Expected at least one item in items but received an empty array");
+    for (size_t i = 0; i < ids.ElementLength(); ++i)
+      if (ids[i] < 1 || ids[i] > N)
+        throw invalidArg("Expected item indices in 1.." + std::to_string(N) + " but items[" + std::to_string(i) + "] is " +
+                         std::to_string(ids[i]));
+    useThreads(core_->model->config().threads);
+    auto items = torch::from_blob(ids.Data(), {int64_t(ids.ElementLength())}, torch::kInt).to(core_->model->device(), torch::kLong);
+    auto h = tower->features(items, train);
+    Napi::Object out = Napi::Object::New(info.Env());
+    Napi::Array shape = Napi::Array::New(info.Env(), 2);
+    for (uint32_t i = 0; i < 2; ++i) shape.Set(i, double(h.size(i)));
+    out.Set("shape", shape);
+    out.Set("data", tensorToTypedArray(info.Env(), h.to(torch::kCPU, torch::kFloat, false, true)));
+    return out;
+  });
+}
+
+// Reads a public checkpoint file (safetensors or PyTorch zip) and loads it into the text or image encoder.
 Napi::Value ModelWrap::loadEncoderWeights(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    auto& tower = textTower(*core_, "loadEncoderWeights");
+    auto* text = dynamic_cast<TextItemTower*>(&core_->model->itemTower());
+    auto* image = dynamic_cast<ImageItemTower*>(&core_->model->itemTower());
+    if (!text && !image)
+      throw invalidArg("loadEncoderWeights needs itemTower 'text' or 'image' but this model has '" +
+                       core_->model->config().itemTower + "'");
     Napi::Object holder = Napi::Object::New(info.Env());
     holder.Set("file", info.Length() ? info[0] : info.Env().Undefined());
     const std::string file = readString(holder, "file", "");
     if (file.empty()) throw invalidArg("Expected a checkpoint file path for file but received " + describeValue(holder.Get("file")));
-    auto report = tower.importEncoder(readStateDict(file), file);
-    Napi::Object out = Napi::Object::New(info.Env());
-    out.Set("loaded", double(report.loaded));
-    Napi::Array ignored = Napi::Array::New(info.Env(), report.ignored.size());
-    for (size_t i = 0; i < report.ignored.size(); ++i) ignored.Set(uint32_t(i), report.ignored[i]);
-    out.Set("ignored", ignored);
-    return out;
+    auto stateDict = readStateDict(file);
+    return importReport(info.Env(), text ? text->importEncoder(stateDict, file) : image->importEncoder(stateDict, file));
   });
 }
 
@@ -297,12 +335,19 @@ static void assignNamed(const Napi::Object& src, const std::vector<std::pair<std
   }
 }
 
+// A model's state: its parameters and its floating-point buffers (BatchNorm running statistics), by name.
+static std::vector<std::pair<std::string, torch::Tensor>> modelState(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> all;
+  for (auto& kv : model.named_parameters()) all.emplace_back(kv.key(), kv.value());
+  for (auto& kv : model.named_buffers())
+    if (kv.value().is_floating_point()) all.emplace_back(kv.key(), kv.value());
+  return all;
+}
+
 Napi::Value ModelWrap::parameters(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    std::vector<std::pair<std::string, torch::Tensor>> all;
-    for (auto& kv : core_->model->named_parameters()) all.emplace_back(kv.key(), kv.value());
-    return namedTensors(info.Env(), all);
+    return namedTensors(info.Env(), modelState(*core_->model));
   });
 }
 
@@ -310,9 +355,7 @@ Napi::Value ModelWrap::setParameters(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
     Napi::Object src = readObjectArg(info, 0, "parameters");
-    std::vector<std::pair<std::string, torch::Tensor>> all;
-    for (auto& kv : core_->model->named_parameters()) all.emplace_back(kv.key(), kv.value());
-    assignNamed(src, all, "parameter");
+    assignNamed(src, modelState(*core_->model), "parameter");
     core_->model->itemTower().weightsChanged();
     return info.Env().Undefined();
   });
@@ -322,12 +365,12 @@ Napi::Value ModelWrap::snapshotWeights(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
     torch::NoGradGuard noGrad;
-    auto params = core_->model->parameters();
-    if (core_->snapshot.size() != params.size()) {
+    auto state = modelState(*core_->model);
+    if (core_->snapshot.size() != state.size()) {
       core_->snapshot.clear();
-      for (auto& p : params) core_->snapshot.push_back(p.detach().clone());
+      for (auto& [name, t] : state) core_->snapshot.push_back(t.detach().clone());
     } else {
-      for (size_t i = 0; i < params.size(); ++i) core_->snapshot[i].copy_(params[i]);  // reuse the buffers
+      for (size_t i = 0; i < state.size(); ++i) core_->snapshot[i].copy_(state[i].second);  // reuse the buffers
     }
     return info.Env().Undefined();
   });
@@ -338,8 +381,8 @@ Napi::Value ModelWrap::restoreWeights(const Napi::CallbackInfo& info) {
     ensureIdle();
     if (core_->snapshot.empty()) throw invalidArg("restoreWeights: no snapshot was taken (call snapshotWeights first)");
     torch::NoGradGuard noGrad;
-    auto params = core_->model->parameters();
-    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(core_->snapshot[i]);
+    auto state = modelState(*core_->model);
+    for (size_t i = 0; i < state.size(); ++i) state[i].second.copy_(core_->snapshot[i]);
     core_->model->itemTower().weightsChanged();
     return info.Env().Undefined();
   });

@@ -25,6 +25,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value itemVectors(const Napi::CallbackInfo& info);
   Napi::Value encoderHiddenStates(const Napi::CallbackInfo& info);
   Napi::Value loadEncoderWeights(const Napi::CallbackInfo& info);
+  Napi::Value encoderFeatures(const Napi::CallbackInfo& info);
   Napi::Value parameters(const Napi::CallbackInfo& info);
   Napi::Value setParameters(const Napi::CallbackInfo& info);
   Napi::Value snapshotWeights(const Napi::CallbackInfo& info);

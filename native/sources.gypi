@@ -34,6 +34,7 @@
     "train/trainer.cc",
     "eval/ranker.cc",
     "eval/evaluator.cc",
-    "io/state_dict_reader.cc"
+    "io/state_dict_reader.cc",
+    "io/state_dict_import.cc"
   ]
 }

@@ -11,18 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "../io/state_dict_import.h"
 #include "../models/dropout.h"
 #include "../models/model_config.h"
 
 namespace morec {
-
-// A checkpoint's tensors under the encoder's own names; what was set aside and why.
-struct MappedStateDict {
-  std::map<std::string, torch::Tensor> tensors;  // encoder name -> tensor (converted: e.g. Q, K, V joined)
-  std::map<std::string, std::string> sourceOf;   // encoder name -> the checkpoint key(s) it came from
-  std::vector<std::string> ignored;              // known heads and buffers the tower never uses (fc, classifier, ...)
-  std::vector<std::string> unexpected;           // keys that fit nothing
-};
 
 class ImageEncoder : public torch::nn::Module {
  public:

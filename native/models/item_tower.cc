@@ -2,6 +2,7 @@
 
 #include "../common.h"
 #include "id_item_tower.h"
+#include "image_item_tower.h"
 #include "text_item_tower.h"
 
 namespace morec {
@@ -10,7 +11,21 @@ std::shared_ptr<ItemTower> makeItemTower(const ModelConfig& config, std::shared_
                                          const torch::Device& device, bool packed) {
   if (config.itemTower == "id") return std::make_shared<IdItemTower>(config);
   if (config.itemTower == "text") return std::make_shared<TextItemTower>(config, std::move(store), device, packed);
+  if (config.itemTower == "image") return std::make_shared<ImageItemTower>(config, std::move(store), device);
   throw invalidArg("unknown itemTower '" + config.itemTower + "'");
+}
+
+torch::Tensor ItemTower::embedEachOnce(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& encode,
+                                      const torch::Tensor& like) {
+  auto flat = ids.reshape({-1});
+  auto [unique, inverse] = at::_unique(flat, /*sorted=*/true, /*return_inverse=*/true);
+  const bool hasPad = unique.numel() > 0 && unique[0].item<int64_t>() == 0;
+  auto real = hasPad ? unique.narrow(0, 1, unique.size(0) - 1) : unique;
+  auto vectors = real.numel() > 0 ? encode(real) : torch::zeros({0, like.size(0)}, like.options());
+  if (hasPad) vectors = torch::cat({torch::zeros({1, vectors.size(1)}, vectors.options()), vectors});
+  std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
+  shape.push_back(vectors.size(1));
+  return vectors.index_select(0, inverse.reshape({-1})).view(shape);
 }
 
 }  // namespace morec

@@ -35,6 +35,10 @@ class ItemTower : public torch::nn::Module {
   virtual ~ItemTower() = default;
 
  protected:
+  // embed() of encoder towers: each distinct item of ids encoded once by encode (int64 [m] of items >= 1 ->
+  // [m, d]) and gathered; item 0 (padding) is the zero vector. `like` gives d, dtype and device.
+  static torch::Tensor embedEachOnce(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& encode,
+                                     const torch::Tensor& like);
   Dropout* dropout_ = nullptr;
 };
 

@@ -11,6 +11,7 @@ TextItemTower::TextItemTower(const ModelConfig& config, std::shared_ptr<const It
                              const torch::Device& device, bool packed)
     : c_(config.text), store_(std::move(store)), packed_(packed && device.is_cpu()) {
   if (!store_) throw invalidArg("itemTower 'text' needs an ItemStore with the items' tokens (new Model(config, store))");
+  if (!store_->tokens.defined()) throw invalidArg("itemTower 'text' needs an ItemStore of the items' tokens but received an image store");
   if (store_->numItems != config.numItems)
     throw invalidArg("the item store holds " + std::to_string(store_->numItems) + " items but the model has numItems " +
                      std::to_string(config.numItems));
@@ -137,16 +138,7 @@ torch::Tensor TextItemTower::hiddenStates(const torch::Tensor& items) {
 }
 
 torch::Tensor TextItemTower::embed(const torch::Tensor& ids) {
-  auto flat = ids.reshape({-1});
-  auto [unique, inverse] = at::_unique(flat, /*sorted=*/true, /*return_inverse=*/true);
-  // Item 0 (padding) is the zero vector; every other distinct item is encoded once.
-  const bool hasPad = unique.numel() > 0 && unique[0].item<int64_t>() == 0;
-  auto real = hasPad ? unique.narrow(0, 1, unique.size(0) - 1) : unique;
-  auto vectors = real.numel() > 0 ? encode(real) : torch::zeros({0, projection_->weight.size(0)}, projection_->weight.options());
-  if (hasPad) vectors = torch::cat({torch::zeros({1, vectors.size(1)}, vectors.options()), vectors});
-  std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
-  shape.push_back(vectors.size(1));
-  return vectors.index_select(0, inverse.reshape({-1})).view(shape);
+  return embedEachOnce(ids, [this](const torch::Tensor& items) { return encode(items); }, projection_->weight);
 }
 
 torch::Tensor TextItemTower::embedAll(const std::function<void(int64_t, int64_t)>& progress) {
@@ -169,10 +161,7 @@ torch::Tensor TextItemTower::embedAll(const std::function<void(int64_t, int64_t)
 // original Google-converted BERT checkpoints. Heads and buffers that the tower never uses are ignored.
 ImportReport TextItemTower::importEncoder(const std::map<std::string, torch::Tensor>& stateDict, const std::string& file) {
   auto params = encoder_->named_parameters();
-  std::map<std::string, torch::Tensor> mapped;
-  std::map<std::string, std::string> sourceOf;
-  ImportReport report;
-  std::vector<std::string> unexpected;
+  MappedStateDict m;
   auto endsWith = [](const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
@@ -183,56 +172,18 @@ ImportReport TextItemTower::importEncoder(const std::map<std::string, torch::Ten
     if (endsWith(name, ".gamma")) name = name.substr(0, name.size() - 6) + ".weight";
     if (endsWith(name, ".beta")) name = name.substr(0, name.size() - 5) + ".bias";
     if (params.contains(name)) {
-      mapped[name] = tensor;
-      sourceOf[name] = key;
+      m.tensors[name] = tensor;
+      m.sourceOf[name] = key;
     } else if (name.rfind("pooler.", 0) == 0 || name.rfind("cls.", 0) == 0 || name.rfind("lm_head.", 0) == 0 ||
                name == "embeddings.position_ids" || name == "embeddings.token_type_ids" || name.rfind("qa_outputs.", 0) == 0 ||
                name.rfind("classifier.", 0) == 0) {
-      report.ignored.push_back(key);
+      m.ignored.push_back(key);
     } else {
-      unexpected.push_back(key);
+      m.unexpected.push_back(key);
     }
   }
-  std::vector<std::string> missing, misShaped;
-  for (const auto& kv : params) {
-    auto it = mapped.find(kv.key());
-    if (it == mapped.end()) {
-      missing.push_back(kv.key());
-    } else if (it->second.sizes() != kv.value().sizes()) {
-      misShaped.push_back(sourceOf[kv.key()] + " is " + c10::str(it->second.sizes()) + ", expected " +
-                          c10::str(kv.value().sizes()));
-    }
-  }
-  if (!missing.empty() || !unexpected.empty() || !misShaped.empty()) {
-    auto list = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (size_t i = 0; i < v.size() && i < 12; ++i) s += (i ? ", " : "") + v[i];
-      if (v.size() > 12) s += ", ... (" + std::to_string(v.size()) + " in all)";
-      return s;
-    };
-    std::string msg = file + ": does not fit the " + c_.kind + " encoder (hidden " + std::to_string(c_.hidden) +
-                      ", " + std::to_string(c_.layers) + " layers)";
-    if (!misShaped.empty()) msg += "; wrong shapes: " + list(misShaped);
-    if (!missing.empty()) msg += "; missing tensors: " + list(missing);
-    if (!unexpected.empty()) msg += "; unexpected tensors: " + list(unexpected);
-    throw MorecException("EMISMATCH", msg);
-  }
-  torch::NoGradGuard noGrad;
-  // Every tensor is checked before any is copied: a refused checkpoint leaves the encoder as it was.
-  for (auto& kv : params) {
-    const auto& src = mapped[kv.key()];
-    if (!src.is_floating_point())
-      throw MorecException("EMISMATCH", file + ": tensor '" + sourceOf[kv.key()] + "' is not floating point");
-    const int64_t bad = src.numel() - torch::isfinite(src).sum().item<int64_t>();
-    if (bad > 0)
-      throw MorecException("ENONFINITE", file + ": tensor '" + sourceOf[kv.key()] + "' holds " + std::to_string(bad) +
-                                             " non-finite value" + (bad > 1 ? "s" : "") + " (NaN or Inf); refusing to load");
-  }
-  for (auto& kv : params) {
-    const auto& src = mapped[kv.key()];
-    kv.value().copy_(src.to(kv.value().dtype()));
-    ++report.loaded;
-  }
+  auto report = importMapped(*encoder_, m, file,
+                             "the " + c_.kind + " encoder (hidden " + std::to_string(c_.hidden) + ", " + std::to_string(c_.layers) + " layers)");
   weightsChanged();
   return report;
 }

@@ -8,14 +8,10 @@
 #include <string>
 
 #include "../encoders/bert.h"
+#include "../io/state_dict_import.h"
 #include "item_tower.h"
 
 namespace morec {
-
-struct ImportReport {
-  int64_t loaded = 0;
-  std::vector<std::string> ignored;  // known heads and buffers of public checkpoints (pooler, MLM head, ...)
-};
 
 class TextItemTower : public ItemTower {
  public:
