@@ -21,6 +21,7 @@ import { describeProtocol, Protocol } from './protocol';
 import { fit, FitState } from './train/fit';
 import { prepareTextTower, TextTowerOptions } from './text/text_tower';
 import { encoderParameterCount } from './text/encoder';
+import { ImageTowerOptions, prepareImageTower } from './image/image_tower';
 
 export interface TrainConfig {
   name?: string;
@@ -52,6 +53,8 @@ export interface TrainConfig {
   };
   /** itemTower 'text': encoder, tokenizer and tokenization (TextTowerOptions). */
   text?: TextTowerOptions;
+  /** itemTower 'image': encoder, image size and normalization, missing-image policy (ImageTowerOptions). */
+  image?: Omit<ImageTowerOptions, 'onProgress' | 'signal' | 'log'>;
   /** Evaluation protocol details beyond L and the minimum length (see lib/protocol.ts). */
   protocol?: Pick<Protocol, 'name' | 'maskRepeatedTarget'>;
   threads?: number;
@@ -200,10 +203,17 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
   const text = cfg.model.itemTower === 'text' ? asUsage(() => prepareTextTower(data, cfg.text)) : undefined;
   if (text) log(text.summary);
+  const image =
+    cfg.model.itemTower === 'image'
+      ? await prepareImageTower(data, { ...cfg.image, signal: options.signal, log, onProgress: options.onLoad ? (done, total) => options.onLoad!(done / total, 'images') : undefined })
+      : undefined;
+  if (image) for (const line of image.summary) log(line);
+  const tower = text ?? image;
+  const items = text?.items ?? image?.items;
   let model: Model;
   let state: FitState | undefined;
   if (stored) {
-    const loaded = Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items: text?.items, restoreBest: true });
+    const loaded = Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items, restoreBest: true });
     model = loaded.model;
     state = (loaded.info.trainingState as { fit?: FitState }).fit;
     if (!state) throw new MorecError('EFORMAT', `${path.join(runDir, 'last')}: the checkpoint holds no training state to resume from`);
@@ -211,14 +221,23 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   } else {
     model = asUsage(() =>
       Model.create(
-        { ...cfg.model, ...(text ? { text: text.text as ModelConfig['text'] } : {}), numItems: seqs.numItems, numUsers: seqs.users, maxLen: cfg.maxLen, seed: cfg.seed, threads: cfg.threads },
-        { items: text?.items },
+        {
+          ...cfg.model,
+          ...(text ? { text: text.text as ModelConfig['text'] } : {}),
+          ...(image ? { image: image.image as ModelConfig['image'] } : {}),
+          numItems: seqs.numItems,
+          numUsers: seqs.users,
+          maxLen: cfg.maxLen,
+          seed: cfg.seed,
+          threads: cfg.threads,
+        },
+        { items },
       ),
     );
-    if (text?.weights) {
-      const report = model.loadEncoderWeights(text.weights);
+    if (tower?.weights) {
+      const report = model.loadEncoderWeights(tower.weights);
       const ignored = report.ignored.length ? `: ${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''}` : '';
-      log(`loaded ${report.loaded} encoder tensors from ${text.weights} (ignored ${report.ignored.length}${ignored})`);
+      log(`loaded ${report.loaded} encoder tensors from ${tower.weights} (ignored ${report.ignored.length}${ignored})`);
     }
   }
 
@@ -272,9 +291,9 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     name,
     dataset: data.name,
     fingerprint: data.fingerprint,
-    itemTower: text ? text.label : 'id',
-    pretrained: text ? text.pretrained : null,
-    encoderParameters: model.config.text ? encoderParameterCount(model.config.text) : null,
+    itemTower: tower ? tower.label : 'id',
+    pretrained: tower ? tower.pretrained : null,
+    encoderParameters: model.config.text ? encoderParameterCount(model.config.text) : image ? imageEncoderParameters(model) : null,
     bestEpoch: result.bestEpoch + 1,
     epochs: result.epochs,
     valid: result.valid,
@@ -288,6 +307,14 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   };
   writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
   return { runDir, results, how: stored ? 'resumed' : 'trained' };
+}
+
+/** Trainable-or-frozen weights of the image encoder (BatchNorm running statistics are state, not parameters). */
+function imageEncoderParameters(model: Model): number {
+  let n = 0;
+  for (const [name, t] of Object.entries(model.parameters()))
+    if (name.startsWith('item_tower.encoder.') && !/running_(mean|var)$/.test(name)) n += t.data.length;
+  return n;
 }
 
 /** The epochs of the last whole checkpoint of a run, for messages after an interruption. */

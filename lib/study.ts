@@ -16,6 +16,7 @@ import { popularityRanks } from './popularity';
 import { metrics } from './metrics';
 import { FitOptions } from './train/fit';
 import { TextTowerOptions } from './text/text_tower';
+import { ImageTowerOptions } from './image/image_tower';
 import { resolveTextEncoder } from './text/encoder';
 import { writeAtomic } from './io/safetensors';
 import { DataKind, GridValues, paperGrid, ProtocolName, protocolFor } from './protocol';
@@ -23,9 +24,11 @@ import { RunOutcome, RunResults, TrainConfig, trainRun } from './run';
 
 export interface ModelPreset {
   backbone: 'sasrec' | 'dssm';
-  itemTower: 'id' | 'text';
+  itemTower: 'id' | 'text' | 'image';
   /** itemTower 'text': the encoder and tokenization (StudyOptions.textEncoder overrides the encoder). */
   text?: TextTowerOptions;
+  /** itemTower 'image': the encoder and image size (StudyOptions.imageEncoder overrides the encoder). */
+  image?: TrainConfig['image'];
   paradigm: 'id' | 'e2e' | 'ts';
   config: Partial<ModelConfig>;
   train: FitOptions;
@@ -73,6 +76,24 @@ export const MODEL_PRESETS: Record<string, ModelPreset> = {
     // 512 is in the 'paper' grid).
     train: { batchSize: 2048, lr: 1e-2, encoderLr: 3e-3, weightDecay: 0.1 },
   },
+  // Image MoRec, end to end: a narrow ResNet trained from scratch on the items' pictures (64x64 on the
+  // synthetic world); --image-encoder <weights or folder> fine-tunes a real ResNet/Swin.
+  'sasrec-image': {
+    backbone: 'sasrec',
+    itemTower: 'image',
+    image: { encoder: 'resnet-mini' },
+    paradigm: 'e2e',
+    config: { d: 64, blocks: 2, heads: 2, dropout: 0.1 },
+    train: { batchSize: 128, lr: 2e-3, encoderLr: 2e-3, weightDecay: 0.1 },
+  },
+  'dssm-image': {
+    backbone: 'dssm',
+    itemTower: 'image',
+    image: { encoder: 'resnet-mini' },
+    paradigm: 'e2e',
+    config: { d: 64, dssmDepth: 0 },
+    train: { batchSize: 2048, lr: 1e-2, encoderLr: 3e-3, weightDecay: 0.1 },
+  },
 };
 
 export interface StudyDataset {
@@ -94,6 +115,7 @@ export interface StudyModel {
   config?: Partial<ModelConfig>;
   train?: Partial<TrainConfig['train']>;
   text?: TextTowerOptions;
+  image?: TrainConfig['image'];
   /** This model's own grid (replaces the study's). */
   grid?: GridValues | 'paper';
 }
@@ -125,6 +147,8 @@ export interface StudyOptions {
   scale?: number;
   /** Text rows: a preset name from models/ (from scratch) or a Hugging Face checkpoint folder to fine-tune. */
   textEncoder?: string;
+  /** Image rows: a preset name from models/ (from scratch), a torchvision/timm weights file or a Hugging Face Swin folder. */
+  imageEncoder?: string;
   /** Text rows: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles). */
   tokenizer?: string;
   log?: (line: string) => void;
@@ -249,6 +273,11 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
     const pop = metrics(popularityRanks(seqs, 'test'));
     log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);
     for (const { name, preset, spec: m } of models) {
+      const has = (v: (string | null)[] | undefined) => !!v && v.some((x) => x !== null && x !== undefined);
+      if ((preset.itemTower === 'image' && !has(probe.image)) || (preset.itemTower === 'text' && !has(probe.text))) {
+        log(`${name}: skipped on ${label} (the data set has no item ${preset.itemTower === 'image' ? 'images' : 'texts'})`);
+        continue;
+      }
       const proto = protocolFor(protocolName, preset.backbone, kind);
       let text: TextTowerOptions | undefined;
       if (preset.itemTower === 'text') {
@@ -256,6 +285,8 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         const pretrained = resolveTextEncoder(encoder ?? 'bert-tiny').weights !== undefined;
         text = { ...preset.text, ...m.text, encoder, tokenizer: options.tokenizer ?? m.text?.tokenizer ?? preset.text?.tokenizer, ...(pretrained ? { pooling: 'cls' as const } : {}) };
       }
+      let image: TrainConfig['image'] | undefined;
+      if (preset.itemTower === 'image') image = { ...preset.image, ...m.image, ...(options.imageEncoder ? { encoder: options.imageEncoder } : {}) };
       const base: TrainConfig = {
         dataset: ds.path,
         maxLen: options.maxLen ?? proto.maxLen,
@@ -277,6 +308,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
           patienceGrowth: options.patienceGrowth ?? m.train?.patienceGrowth ?? proto.patienceGrowth,
         },
         ...(text ? { text } : {}),
+        ...(image ? { image } : {}),
         protocol: { name: proto.name, maskRepeatedTarget: proto.maskRepeatedTarget },
         threads: options.threads,
       };

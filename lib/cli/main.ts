@@ -15,6 +15,7 @@ import { ProgressBar } from './progress';
 import { stopOnSignals } from './signals';
 import { writeReport } from '../report/report';
 import { studyMain } from './study_command';
+import { prepareImageTower } from '../image/image_tower';
 import { prepareTextTower } from '../text/text_tower';
 
 function dataOptions<T>(y: Argv<T>) {
@@ -61,7 +62,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
       heads: args.heads as number,
       dropout: args.dropout as number,
       dssmDepth: args['dssm-depth'] as number,
-      itemTower: args['item-tower'] as 'id' | 'text',
+      itemTower: args['item-tower'] as 'id' | 'text' | 'image',
     },
     train: {
       batchSize: args['batch-size'] as number,
@@ -86,6 +87,19 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
             cacheFrozen: args['cache-frozen'] as boolean,
           }
         : undefined,
+    image:
+      args['item-tower'] === 'image'
+        ? {
+            encoder: args['image-encoder'] as string,
+            ...(args['image-arch'] ? { arch: args['image-arch'] as string } : {}),
+            ...(args['image-size'] ? { size: args['image-size'] as number } : {}),
+            normalize: args['image-normalize'] as 'paper' | 'imagenet',
+            finetuneTopStages: args['finetune-top-stages'] as number | undefined,
+            freezeBatchNorm: args['freeze-batch-norm'] as boolean,
+            cacheFrozen: args['cache-frozen'] as boolean,
+            missingImage: args['missing-image'] as 'error' | 'blank',
+          }
+        : undefined,
     threads: args.threads as number | undefined,
   };
   if (args.config) {
@@ -98,15 +112,16 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     }
     if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
       throw usage(`${file}: expected a JSON object {dataset, maxLen, seed, model: {...}, train: {...}} but found ${fromFile === null ? 'null' : Array.isArray(fromFile) ? 'an array' : typeof fromFile}`);
-    for (const k of ['model', 'train', 'text'] as const)
+    for (const k of ['model', 'train', 'text', 'image'] as const)
       if (fromFile[k] !== undefined && (typeof fromFile[k] !== 'object' || fromFile[k] === null || Array.isArray(fromFile[k])))
         throw usage(`${file}: expected an object for ${k}`);
-    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'threads'];
+    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'image', 'threads'];
     for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
     const trainKeys = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'epochs', 'patience', 'patienceGrowth', 'gradAccum', 'loss', 'validationsPerEpoch'];
     for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
     cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
     if (cfg.model.itemTower === 'text') cfg.text = { encoder: 'bert-tiny', ...fromFile.text };
+    if (cfg.model.itemTower === 'image') cfg.image = { encoder: 'resnet-mini', ...fromFile.image };
   }
   const t = cfg.train;
   fromOptions(() => {
@@ -186,9 +201,11 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
     if (!args.force) throw new MorecError('EMISMATCH', `${configFile}: no data fingerprint recorded, so the data cannot be checked; pass --force to evaluate anyway`);
     console.error(`WARNING: --force: no data fingerprint recorded in ${configFile}; the data set is not checked`);
   }
-  // A text tower reads the items' tokens: rebuilt from the data set with the run's tokenization.
+  // A text tower reads the items' tokens (rebuilt from the data set with the run's tokenization); an image
+  // tower the items' pixels (the image store prepared with the run's size and policy, reused when present).
   const text = runConfig.model?.itemTower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
-  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items, inference: true });
+  const image = runConfig.model?.itemTower === 'image' ? await prepareImageTower(data, { ...runConfig.image, encoder: undefined, arch: undefined, size: runConfig.model.image?.imageSize }) : undefined;
+  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items ?? image?.items, inference: true });
   if (data.sequences.numItems !== model.config.numItems)
     throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   const bar = new ProgressBar(args.quiet as boolean);
@@ -252,13 +269,20 @@ export async function main(argv: string[]): Promise<void> {
         .option('heads', { type: 'number', default: 2, describe: 'SASRec attention heads' })
         .option('dropout', { type: 'number', default: 0.1 })
         .option('dssm-depth', { type: 'number', default: 0, describe: 'DSSM user MLP depth' })
-        .option('item-tower', { choices: ['id', 'text'] as const, default: 'id' as const, describe: "items as learned IDs or encoded from their titles (text MoRec, end to end)" })
+        .option('item-tower', { choices: ['id', 'text', 'image'] as const, default: 'id' as const, describe: 'items as learned IDs, encoded from their titles (text MoRec) or from their images (image MoRec), end to end' })
         .option('text-encoder', { type: 'string', default: 'bert-tiny', describe: 'text tower: a preset in models/ (from scratch) or a Hugging Face checkpoint folder to fine-tune' })
         .option('tokenizer', { type: 'string', describe: "text tower: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
         .option('max-tokens', { type: 'number', default: 30, describe: 'text tower: tokens per title, [CLS] and [SEP] included' })
         .option('pooling', { choices: ['cls', 'mean'] as const, default: 'cls' as const, describe: 'text tower: last-layer [CLS] or masked mean' })
         .option('finetune-top-layers', { type: 'number', describe: 'text tower: train only the top N encoder layers (default: all)' })
-        .option('cache-frozen', { type: 'boolean', default: false, describe: 'text tower: compute the frozen layers once per item (with --finetune-top-layers)' })
+        .option('cache-frozen', { type: 'boolean', default: false, describe: 'text/image tower: compute the frozen layers once per item (with --finetune-top-layers / --finetune-top-stages)' })
+        .option('image-encoder', { type: 'string', default: 'resnet-mini', describe: 'image tower: a preset in models/ (from scratch: resnet-mini, resnet18/34/50, swin-t, swin-b), a torchvision/timm weights file (.pth/.safetensors) or a Hugging Face Swin folder to fine-tune' })
+        .option('image-arch', { type: 'string', describe: "image tower: the preset describing a weights file's architecture (default: guessed from the file name, and said so)" })
+        .option('image-size', { type: 'number', describe: "image tower: pixels per side (default: the encoder's, 224 for the public ones)" })
+        .option('image-normalize', { choices: ['paper', 'imagenet'] as const, default: 'paper' as const, describe: "image tower: mean = std = 0.5 (the study's code) or ImageNet statistics" })
+        .option('finetune-top-stages', { type: 'number', describe: 'image tower: train only the top N stages (default: all)' })
+        .option('freeze-batch-norm', { type: 'boolean', default: false, describe: 'image tower: BatchNorm keeps its running statistics while training' })
+        .option('missing-image', { choices: ['error', 'blank'] as const, default: 'error' as const, describe: 'image tower: an item whose image is missing or corrupt stops the run (error) or gets a grey image (blank, counted and listed in report.tsv)' })
         .option('encoder-lr', { type: 'number', describe: 'learning rate of the text encoder (default 1e-4)' })
         .option('encoder-weight-decay', { type: 'number', describe: 'weight decay of the text encoder (default: --weight-decay)' })
         .option('batch-size', { type: 'number', default: 128 })

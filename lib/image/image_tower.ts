@@ -1,0 +1,95 @@
+/**
+ * Everything an image item tower needs from a data set: the encoder (a preset trained from scratch, a
+ * torchvision/timm weights file or a Hugging Face Swin folder) and the ItemStore of the items' pixels, read
+ * from an image store prepared once per data set and image size (lib/image/store.ts) and memory-mapped by the
+ * core.
+ */
+import { createHash } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Dataset } from '../data/dataset';
+import { MorecError } from '../errors';
+import { ItemStore } from '../item_store';
+import { NativeImageTowerConfig } from '../native';
+import { resolveImageEncoder } from './encoders';
+import { droppedItems, formatImageStoreReport, MissingImagePolicy, prepareImageStore } from './store';
+import { ResizeRule } from './decode';
+
+export interface ImageTowerOptions {
+  /** Preset name in models/ (trained from scratch), a weights file, or a Hugging Face Swin folder. Default 'resnet-mini'. */
+  encoder?: string;
+  /** The preset describing a bare weights file's architecture (default: guessed from its name, and said so). */
+  arch?: string;
+  /** Pixels per side (default: the encoder's imageSize). */
+  size?: number;
+  /** 'paper' (default: mean = std = 0.5, as the study's code) or 'imagenet' (torchvision's pretraining statistics). */
+  normalize?: 'paper' | 'imagenet';
+  /** Train only the top n stages (stem and the rest frozen); default: all. */
+  finetuneTopStages?: number;
+  /** BatchNorm keeps its running statistics while training (usual when fine-tuning with small batches). */
+  freezeBatchNorm?: boolean;
+  /** Compute the frozen bottom's output once per item (needs finetuneTopStages). */
+  cacheFrozen?: boolean;
+  channelsLast?: boolean;
+  /** Items whose image is missing or corrupt: 'error' (default) or 'blank' (mid-grey, counted and listed). */
+  missingImage?: MissingImagePolicy;
+  /** 'pil-bilinear' (default: the paper's Resize((224, 224)) in Pillow) or 'sharp-linear' (faster). */
+  resize?: ResizeRule;
+  /** Where the image store is written (default: the data set cache, else a temp folder). */
+  workDir?: string;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+}
+
+export interface PreparedImageTower {
+  image: Partial<NativeImageTowerConfig>;
+  items: ItemStore;
+  /** Weights file to load with Model.loadEncoderWeights, for pretrained encoders. */
+  weights?: string;
+  pretrained: boolean;
+  /** e.g. 'resnet-mini(scratch)', 'resnet50(pretrained)'. */
+  label: string;
+  /** Lines for the load summary: the encoder and the image store. */
+  summary: string[];
+}
+
+const NORMALIZE = {
+  paper: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+  imagenet: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+};
+
+export async function prepareImageTower(data: Dataset, options: ImageTowerOptions = {}): Promise<PreparedImageTower> {
+  const paths = data.image;
+  if (!paths || paths.every((p) => p === null || p === undefined))
+    throw new MorecError('EINVAL', `data set ${data.name} has no item images: image MoRec needs an image per item (an images/ folder, or an image column in the items file)`);
+  const spec = resolveImageEncoder(options.encoder ?? 'resnet-mini', options.arch);
+  const pretrained = spec.weights !== undefined;
+  const size = options.size ?? spec.config.imageSize;
+  const policy = options.missingImage ?? 'error';
+  const resize = options.resize ?? 'pil-bilinear';
+  const key = createHash('sha256').update(JSON.stringify([data.fingerprint, size, policy, resize])).digest('hex').slice(0, 16);
+  const dir = path.join(options.workDir ?? data.cacheDir ?? path.join(os.tmpdir(), 'morec'), `images-${key}`);
+  const store = await prepareImageStore(paths, dir, { size, policy, resize, onProgress: options.onProgress, signal: options.signal, log: options.log });
+  const dropped = droppedItems(store);
+  if (dropped.length)
+    throw new MorecError(
+      'EINVAL',
+      `${dropped.length} items have no usable image (see ${store.report.reportFile}) and policy 'drop' would remove them, which changes the data set: ` +
+        `remove those items from the data set's files, or use missingImage 'blank'`,
+    );
+  const norm = NORMALIZE[options.normalize ?? 'paper'];
+  if (!norm) throw new MorecError('EINVAL', `Expected 'paper' or 'imagenet' for normalize but received ${JSON.stringify(options.normalize)}`);
+  const image: Partial<NativeImageTowerConfig> = { ...spec.config, imageSize: size, mean: norm.mean, std: norm.std };
+  if (options.finetuneTopStages !== undefined) image.finetuneTopStages = options.finetuneTopStages;
+  if (options.freezeBatchNorm !== undefined) image.freezeBatchNorm = options.freezeBatchNorm;
+  if (options.cacheFrozen !== undefined) image.cacheFrozen = options.cacheFrozen;
+  if (options.channelsLast !== undefined) image.channelsLast = options.channelsLast;
+  const items = ItemStore.fromPixelFile({ numItems: store.numItems, height: store.height, width: store.width, file: store.file }, { imageStore: store.fingerprint, size, resize });
+  const label = `${pretrained ? path.basename(spec.name).replace(/\.(pth|bin|safetensors)$/, '') : spec.name}(${pretrained ? 'pretrained' : 'scratch'})`;
+  const summary = [
+    `image tower ${label}: ${spec.config.arch} (${spec.config.arch === 'resnet' ? `${spec.config.block} blocks ` : ''}depths ${spec.config.depths.join(',')}, width ${spec.config.width}), ${size}x${size} pixels, normalized with mean ${norm.mean.join('/')} std ${norm.std.join('/')}${spec.guessed ? `; ${spec.guessed}` : ''}`,
+    formatImageStoreReport(store),
+  ];
+  return { image, items, weights: spec.weights, pretrained, label, summary };
+}
