@@ -3,7 +3,8 @@
  * (d 64, 2 blocks, 2 heads, L 50, batch 128), morec against the same model and loop in PyTorch eager
  * (bench/sasrec_reference.py on /usr/bin/python3, the same libtorch generation), measured in the same run.
  * Options: --threads N (default 2), --steps N (batches per epoch; 0 = full epoch), --data FILE.
- * Then the text MoRec benchmark (bench/text_bench.ts; its options: --text-steps, --text-encoder).
+ * Then the text MoRec benchmark (bench/text_bench.ts; its options: --text-steps, --text-encoder) and the image
+ * MoRec benchmark (bench/image_bench.ts; --image-steps, --image-encoder, --image-size, --image-scale).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -76,6 +77,9 @@ async function main() {
   // Text MoRec in its own process, so its peak RSS is the text run's alone (it takes the same options).
   const text = spawnSync(process.execPath, [path.join(__dirname, 'text_bench.js'), ...process.argv.slice(2)], { stdio: 'inherit' });
   if (text.status !== 0) throw new Error(`text benchmark failed (exit ${text.status})`);
+  // Image MoRec likewise in its own process (options --image-steps, --image-encoder, --image-size, --image-scale).
+  const image = spawnSync(process.execPath, [path.join(__dirname, 'image_bench.js'), ...process.argv.slice(2)], { stdio: 'inherit' });
+  if (image.status !== 0) throw new Error(`image benchmark failed (exit ${image.status})`);
 }
 
 main().catch((e) => {
