@@ -29,9 +29,18 @@ from text_reference import log, make_batches, read_i32, train  # noqa: E402
 
 
 def resnet(enc):
+    """torchvision's ResNet with its own blocks and _make_layer; widths other than 64 (the narrow presets)
+    rebuild the stem and stages through the same _make_layer."""
     block = torchvision.models.resnet.BasicBlock if enc["block"] == "basic" else torchvision.models.resnet.Bottleneck
-    assert enc["width"] == 64 and len(enc["depths"]) == 4, "torchvision's ResNet has 4 stages of width 64..512"
-    m = torchvision.models.resnet.ResNet(block, enc["depths"])
+    depths, w = enc["depths"], enc["width"]
+    m = torchvision.models.resnet.ResNet(block, (list(depths) + [1, 1, 1, 1])[:4])
+    if w != 64 or len(depths) != 4:
+        m.inplanes = w
+        m.conv1 = nn.Conv2d(3, w, kernel_size=7, stride=2, padding=3, bias=False)
+        m.bn1 = nn.BatchNorm2d(w)
+        for i in range(4):
+            stage = m._make_layer(block, w * 2 ** i, depths[i], stride=1 if i == 0 else 2) if i < len(depths) else nn.Identity()
+            setattr(m, f"layer{i + 1}", stage)
     m.fc = nn.Identity()
     return m
 
