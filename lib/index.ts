@@ -13,7 +13,7 @@ export { fit, FitOptions, FitResult, EpochReport } from './train/fit';
 export { generateSyntheticWorld, SyntheticOptions, SyntheticWorld } from './data/synthetic';
 export { preprocess, PreprocessOptions, Preprocessed } from './data/preprocess';
 export { runStudy, formatTable, MODEL_PRESETS, StudyOptions, ResultRow } from './study';
-export { ItemStore, ItemTokens } from './item_store';
+export { ItemStore, ItemTokens, ItemPixels, ItemPixelFile } from './item_store';
 export { prepareTextTower, buildWordVocab, TextTowerOptions, PreparedTextTower } from './text/text_tower';
 export { resolveTextEncoder, textEncoderPresets, encoderConfigFromHf, TextEncoderSpec } from './text/encoder';
 export { loadTokenizer, TextTokenizer } from './text/tokenizer';
@@ -21,3 +21,6 @@ export { itemBuckets, targetBuckets, ITEM_BUCKETS, COLD_BELOW, ItemBucket } from
 export { bucketMetrics, BucketMetrics } from './buckets';
 export { protocolFor, describeProtocol, Protocol, ProtocolName } from './protocol';
 export { trainRun, TrainConfig, RunOptions, RunOutcome, RunResults } from './run';
+export { prepareImageStore, openImageStore, formatImageStoreReport, droppedItems, IMAGE_STATUS, describeImageStatus, decodeImage, ImageStore, ImageStoreOptions, MissingImagePolicy, ResizeRule } from './image';
+export { prepareImageTower, ImageTowerOptions, PreparedImageTower } from './image/image_tower';
+export { resolveImageEncoder, imageEncoderPresets, imageConfigFromHf, ImageEncoderSpec } from './image/encoders';
