@@ -157,3 +157,37 @@ test('a run with --item-tower image on the synthetic world: image store, results
   assert.ok(lines2.some((l) => /^images: .*reused/.test(l)), lines2.join('\n'));
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('image encoders resolve from presets, bare weights files (architecture given or guessed, and said so) and Hugging Face Swin folders', async () => {
+  const { resolveImageEncoder, imageEncoderPresets } = await import('../lib');
+  assert.deepEqual(imageEncoderPresets(), ['resnet-mini', 'resnet18', 'resnet34', 'resnet50', 'swin-b', 'swin-t']);
+  const r50 = resolveImageEncoder('resnet50');
+  assert.equal(r50.weights, undefined);
+  assert.deepEqual([r50.config.arch, r50.config.block, r50.config.depths, r50.config.width, r50.config.imageSize], ['resnet', 'bottleneck', [3, 4, 6, 3], 64, 224]);
+  const swinB = resolveImageEncoder('swin-b').config;
+  assert.deepEqual([swinB.depths, swinB.width, swinB.heads, swinB.windowSize], [[2, 2, 18, 2], 128, [4, 8, 16, 32], 7]);
+  const dir = tmp('encoders');
+  const file = path.join(dir, 'resnet18-f37072fd.pth');
+  fs.writeFileSync(file, 'x');
+  const guessed = resolveImageEncoder(file);
+  assert.equal(guessed.weights, file);
+  assert.deepEqual(guessed.config.depths, [2, 2, 2, 2]);
+  assert.match(guessed.guessed!, /architecture resnet18 guessed from the file name resnet18-f37072fd\.pth/);
+  assert.equal(resolveImageEncoder(file, 'resnet34').guessed, undefined);
+  const anon = path.join(dir, 'weights.pth');
+  fs.writeFileSync(anon, 'x');
+  assert.throws(() => resolveImageEncoder(anon), isMorec('EINVAL', /weights\.pth: cannot tell the architecture .* --image-arch/));
+  assert.throws(() => resolveImageEncoder(anon, 'resnet99'), isMorec('EINVAL', /resnet99/));
+  assert.throws(() => resolveImageEncoder(path.join(dir, 'nothing-here')), isMorec('EINVAL', /none of them/));
+  // microsoft/swin-tiny-patch4-window7-224's config.json, as the paper's code loaded it.
+  const hf = path.join(dir, 'swin-tiny');
+  fs.mkdirSync(hf);
+  fs.writeFileSync(path.join(hf, 'model.safetensors'), 'x');
+  fs.writeFileSync(path.join(hf, 'config.json'), JSON.stringify({ model_type: 'swin', embed_dim: 96, depths: [2, 2, 6, 2], num_heads: [3, 6, 12, 24], window_size: 7, patch_size: 4, mlp_ratio: 4.0, layer_norm_eps: 1e-5, image_size: 224, hidden_act: 'gelu', use_absolute_embeddings: false }));
+  const s = resolveImageEncoder(hf);
+  assert.deepEqual([s.config.arch, s.config.width, s.config.depths, s.config.heads, s.config.imageSize], ['swin', 96, [2, 2, 6, 2], [3, 6, 12, 24], 224]);
+  assert.equal(s.weights, path.join(hf, 'model.safetensors'));
+  fs.writeFileSync(path.join(hf, 'config.json'), JSON.stringify({ model_type: 'resnet', embedding_size: 64 }));
+  assert.throws(() => resolveImageEncoder(hf), isMorec('EINVAL', /model_type 'resnet' is not supported for images/));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
