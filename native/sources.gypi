@@ -16,6 +16,7 @@
     "encoders/bert.cc",
     "encoders/bert_layer_checkpoint.cc",
     "models/text_item_tower.cc",
+    "encoders/block_checkpoint.cc",
     "encoders/image_encoder.cc",
     "encoders/resnet.cc",
     "encoders/swin.cc",

@@ -191,3 +191,25 @@ test('image encoders resolve from presets, bare weights files (architecture give
   assert.throws(() => resolveImageEncoder(hf), isMorec('EINVAL', /model_type 'resnet' is not supported for images/));
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('gradient checkpointing of ResNet blocks trains exactly like plain back-propagation, BatchNorm statistics included (1e-5)', async () => {
+  const seqs = chainWorld(40, N, 11);
+  const items = ItemStore.fromPixels({ numItems: N, height: S, width: S, pixels: pixels(4) });
+  const run = async (gradientCheckpointing: boolean, finetuneTopStages: number) => {
+    const model = Model.create(
+      { backbone: 'sasrec', numItems: N, d: 16, heads: 2, maxLen: 8, itemTower: 'image', image: { ...resnet, depths: [2, 1], finetuneTopStages, gradientCheckpointing } as ModelConfig['image'], seed: 6, threads: 2 },
+      { items },
+    );
+    const losses = [];
+    for (let e = 0; e < 2; e++) losses.push((await model.trainEpoch(seqs, { epoch: e, batchSize: 16, lr: 1e-3, encoderLr: 1e-3 })).loss);
+    return { losses, params: model.parameters() };
+  };
+  for (const top of [-1, 1]) {
+    const a = await run(false, top), b = await run(true, top);
+    let max = 0;
+    for (const k of Object.keys(a.params)) for (let i = 0; i < a.params[k].data.length; i++) max = Math.max(max, Math.abs(a.params[k].data[i] - b.params[k].data[i]));
+    assert.ok(Math.abs(a.losses[1] - b.losses[1]) < 1e-5, `top ${top}: ${a.losses} vs ${b.losses}`);
+    assert.ok(max < 1e-5, `top ${top}: max parameter/statistics difference ${max}`);
+    assert.ok(a.losses[1] < a.losses[0]);
+  }
+});

@@ -140,12 +140,13 @@ torch::Tensor ResNetEncoder::toFormat(const torch::Tensor& x) const {
   return c_.channelsLast ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 
-torch::Tensor ResNetEncoder::stage(int64_t i, torch::Tensor h) {
-  for (auto& block : stages_[size_t(i)]) h = block->forward(h);
+torch::Tensor ResNetEncoder::stage(int64_t i, torch::Tensor h, Dropout& drop) {
+  for (auto& block : stages_[size_t(i)])
+    h = c_.gradientCheckpointing && is_training() ? checkpointBlock(*block, h, drop) : block->forward(h);
   return h;
 }
 
-torch::Tensor ResNetEncoder::bottom(const torch::Tensor& x, int64_t stages, Dropout&) {
+torch::Tensor ResNetEncoder::bottom(const torch::Tensor& x, int64_t stages, Dropout& drop) {
   if (x.dim() != 4 || x.size(1) != 3)
     throw invalidArg("the resnet encoder expects images [n, 3, H, W] but received " + c10::str(x.sizes()));
   if (stages < 0 || stages > numStages())
@@ -153,16 +154,16 @@ torch::Tensor ResNetEncoder::bottom(const torch::Tensor& x, int64_t stages, Drop
                      std::to_string(numStages()) + "]");
   auto h = norm(bn1_, conv(conv1_, toFormat(x), 2, 3)).relu_();
   h = at::max_pool2d(h, {3, 3}, {2, 2}, {1, 1});
-  for (int64_t i = 0; i < stages; ++i) h = stage(i, std::move(h));
+  for (int64_t i = 0; i < stages; ++i) h = stage(i, std::move(h), drop);
   return h;
 }
 
-torch::Tensor ResNetEncoder::top(const torch::Tensor& h, int64_t from, Dropout&) {
+torch::Tensor ResNetEncoder::top(const torch::Tensor& h, int64_t from, Dropout& drop) {
   if (from < 0 || from > numStages())
     throw invalidArg("resnet top: from " + std::to_string(from) + " is outside [0, " + std::to_string(numStages()) +
                      "]");
   auto y = toFormat(h);
-  for (int64_t i = from; i < numStages(); ++i) y = stage(i, std::move(y));
+  for (int64_t i = from; i < numStages(); ++i) y = stage(i, std::move(y), drop);
   // AdaptiveAvgPool2d((1, 1)) + flatten: libtorch computes a 1x1 adaptive pool as this mean.
   return y.mean({2, 3}).contiguous();
 }

@@ -13,16 +13,19 @@
 #include <memory>
 #include <vector>
 
+#include "block_checkpoint.h"
 #include "image_encoder.h"
 
 namespace morec {
 
 // One residual block, torchvision's BasicBlock (two 3x3 convs) or Bottleneck (1x1, 3x3 with the stride, 1x1
 // to planes * 4), with the downsample branch (1x1 conv with the stride + BN) when the shape changes.
-class ResNetBlock : public torch::nn::Module {
+class ResNetBlock : public torch::nn::Module, public RecomputableBlock {
  public:
   ResNetBlock(bool bottleneck, int64_t inPlanes, int64_t planes, int64_t stride, int64_t widthPerGroup);
   torch::Tensor forward(torch::Tensor x);
+  torch::Tensor run(const torch::Tensor& x, Dropout&) override { return forward(x); }
+  torch::nn::Module& blockModule() override { return *this; }
   // The block's BatchNorm layers (bn1, bn2[, bn3][, downsample.1]).
   std::vector<torch::nn::BatchNorm2d> norms() const;
   int64_t outPlanes() const { return outPlanes_; }
@@ -48,7 +51,7 @@ class ResNetEncoder final : public ImageEncoder {
   void train(bool on = true) override;
 
  private:
-  torch::Tensor stage(int64_t i, torch::Tensor h);
+  torch::Tensor stage(int64_t i, torch::Tensor h, Dropout& drop);
   torch::Tensor toFormat(const torch::Tensor& x) const;
   ImageTowerConfig c_;
   int64_t outFeatures_ = 0;
