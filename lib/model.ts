@@ -74,7 +74,8 @@ let schemaCache: ConfigSchema | undefined;
 export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> {
   if (typeof config !== 'object' || config === null) throw invalid('a config object', 'config', config);
   const schema = (schemaCache ??= loadAddon().configSchema());
-  checkFields(config as Record<string, unknown>, schema, '');
+  const { text, image, ...top } = schema;
+  checkFields(config as Record<string, unknown>, { ...top, text, image }, ''); // tower configs listed last
   for (const tower of ['text', 'image'] as const) {
     if (config.itemTower !== tower) continue;
     const sub = config[tower];

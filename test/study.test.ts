@@ -34,10 +34,13 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\| model \| backbone \| item tower \| paradigm \| HR@10 \| NDCG@10 \| epochs \(best\) \| time s \|/);
   const rows = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-  assert.deepEqual(rows.map((x: { model: string }) => x.model), ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text']);
-  assert.deepEqual(rows.map((x: { itemTower: string }) => x.itemTower), ['id', 'id', 'bert-tiny(scratch)', 'bert-tiny(scratch)']);
-  assert.deepEqual(rows.map((x: { pretrained: boolean | null }) => x.pretrained), [null, null, false, false]);
+  assert.deepEqual(rows.map((x: { model: string }) => x.model), ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text', 'sasrec-image']);
+  assert.deepEqual(rows.map((x: { itemTower: string }) => x.itemTower), ['id', 'id', 'bert-tiny(scratch)', 'bert-tiny(scratch)', 'resnet-mini(scratch)']);
+  assert.deepEqual(rows.map((x: { pretrained: boolean | null }) => x.pretrained), [null, null, false, false, false]);
+  assert.deepEqual(rows.map((x: { paradigm: string }) => x.paradigm), ['id', 'id', 'e2e', 'e2e', 'e2e']);
   assert.match(r.stdout, /text tower bert-tiny\(scratch\): word vocabulary of \d+ title words/);
+  assert.match(r.stdout, /image tower resnet-mini\(scratch\): resnet \(basic blocks depths 1,1,1,1, width 16\), 32x32 pixels/);
+  assert.match(r.stdout, /images: \d+ items 32x32 pil-bilinear \(ok \d+\)/);
   for (const row of rows) {
     assert.equal(typeof row.model, 'string');
     assert.ok(['sasrec', 'dssm'].includes(row.backbone));
@@ -62,7 +65,7 @@ test('train.js --help documents the options; unknown options and bad values fail
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-cache-'));
   const help = runTrainJs(['--help'], cache);
   assert.equal(help.status, 0);
-  for (const opt of ['--dataset', '--models', '--epochs', '--out', '--seed', '--threads', '--patience', '--quiet', '--text-encoder', '--tokenizer']) assert.ok(help.stdout.includes(opt), opt);
+  for (const opt of ['--dataset', '--models', '--epochs', '--out', '--seed', '--threads', '--patience', '--quiet', '--text-encoder', '--tokenizer', '--image-encoder']) assert.ok(help.stdout.includes(opt), opt);
   const bad = runTrainJs(['--bogus'], cache);
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /^EUSAGE: Unknown argument: bogus/);
@@ -77,7 +80,7 @@ test('train.js --help documents the options; unknown options and bad values fail
   }
   const badModel = runTrainJs(['--models', 'sasrec-bert', '--epochs', '1'], cache);
   assert.equal(badModel.status, 2);
-  assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text but received 'sasrec-bert'/);
+  assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text, sasrec-image, dssm-image but received 'sasrec-bert'/);
   const badData = runTrainJs(['--dataset', '/nonexistent/data', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-'))], cache);
   assert.equal(badData.status, 1);
   assert.match(badData.stderr, /existing file or folder for dataset but received '\/nonexistent\/data'/);
