@@ -25,7 +25,7 @@ import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sasrec_torch import SASRec, UserEncoder  # noqa: E402
-from text_reference import log, make_batches, read_i32, train  # noqa: E402
+from text_reference import EncodedItemsSASRec, log, make_batches, read_i32, train  # noqa: E402
 
 
 def resnet(enc):
@@ -45,7 +45,7 @@ def resnet(enc):
     return m
 
 
-class ImageSASRec(nn.Module):
+class ImageSASRec(EncodedItemsSASRec):
     def __init__(self, pixels, enc, d, heads, blocks, max_len, dropout, channels_last):
         super().__init__()
         self.pixels = pixels  # uint8 [N + 1, 3, H, W], memory-mapped
@@ -64,26 +64,6 @@ class ImageSASRec(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return F.gelu(self.projection(self.encoder(x)))
-
-    def embed_items(self, ids):
-        uniq, inv = torch.unique(ids, return_inverse=True)
-        has_pad = bool(uniq[0] == 0)
-        real = uniq[1:] if has_pad else uniq
-        vec = self.encode(real)
-        if has_pad:
-            vec = torch.cat([vec.new_zeros(1, self.d), vec])
-        return vec[inv], real.numel()
-
-    def bce_loss(self, inputs, targets, negatives):
-        B, T = inputs.shape
-        embs, distinct = self.embed_items(torch.cat([inputs, targets, negatives]))
-        hidden = self.user_encoder(embs[:B], inputs)
-        valid = inputs != 0
-        pos = (hidden * embs[B:2 * B]).sum(-1)[valid]
-        neg = (hidden * embs[2 * B:]).sum(-1)[valid]
-        loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
-        return loss, distinct
 
 
 def item_table(model, num_items, batch):

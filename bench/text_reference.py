@@ -74,7 +74,32 @@ class BertEncoder(nn.Module):
         return x
 
 
-class TextSASRec(nn.Module):
+class EncodedItemsSASRec(nn.Module):
+    """SASRec over an encoder item tower: subclasses define encode(items) and self.d."""
+
+    def embed_items(self, ids):
+        """Any item ids (0 = padding -> zero vector) -> [..., d]; returns the vectors and the distinct count."""
+        uniq, inv = torch.unique(ids, return_inverse=True)  # sorted: 0 first if present
+        has_pad = bool(uniq[0] == 0)
+        real = uniq[1:] if has_pad else uniq
+        vec = self.encode(real)
+        if has_pad:
+            vec = torch.cat([vec.new_zeros(1, self.d), vec])
+        return vec[inv], real.numel()
+
+    def bce_loss(self, inputs, targets, negatives):
+        B, T = inputs.shape
+        embs, distinct = self.embed_items(torch.cat([inputs, targets, negatives]))
+        hidden = self.user_encoder(embs[:B], inputs)
+        valid = inputs != 0
+        pos = (hidden * embs[B:2 * B]).sum(-1)[valid]
+        neg = (hidden * embs[2 * B:]).sum(-1)[valid]
+        loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+        return loss, distinct
+
+
+class TextSASRec(EncodedItemsSASRec):
     def __init__(self, tokens, lengths, enc, d, heads, blocks, max_len, dropout, top):
         super().__init__()
         self.tokens, self.lengths = tokens, lengths
@@ -117,28 +142,6 @@ class TextSASRec(nn.Module):
             x = e.embed(ids)
         x = e.run(x, pad, self.frozen, len(e.layers))
         return F.gelu(self.projection(x[:, 0]))
-
-    def embed_items(self, ids):
-        """Any item ids (0 = padding -> zero vector) -> [..., d]; returns the vectors and the distinct count."""
-        uniq, inv = torch.unique(ids, return_inverse=True)  # sorted: 0 first if present
-        has_pad = bool(uniq[0] == 0)
-        real = uniq[1:] if has_pad else uniq
-        vec = self.encode(real)
-        if has_pad:
-            vec = torch.cat([vec.new_zeros(1, self.d), vec])
-        return vec[inv], real.numel()
-
-    def bce_loss(self, inputs, targets, negatives):
-        B, T = inputs.shape
-        embs, distinct = self.embed_items(torch.cat([inputs, targets, negatives]))
-        hidden = self.user_encoder(embs[:B], inputs)
-        valid = inputs != 0
-        pos = (hidden * embs[B:2 * B]).sum(-1)[valid]
-        neg = (hidden * embs[2 * B:]).sum(-1)[valid]
-        loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
-        return loss, distinct
-
 
 def make_batches(offsets, items, num_items, L, batch, count, rng):
     """`count` batches of shuffled users with a training prefix of >= 2 items (prefix = all but the last 2):

@@ -207,6 +207,18 @@ Napi::Value ModelWrap::cancel(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// An Int32Array of item indices 1..numItems (at least one) -> int64 on the model's device.
+static torch::Tensor itemIndices(ModelCore& core, const Napi::Value& v) {
+  auto ids = readInt32Array(v, "items");
+  const int64_t N = core.model->config().numItems;
+  if (ids.ElementLength() == 0) throw invalidArg("Expected at least one item in items but received an empty array");
+  for (size_t i = 0; i < ids.ElementLength(); ++i)
+    if (ids[i] < 1 || ids[i] > N)
+      throw invalidArg("Expected item indices in 1.." + std::to_string(N) + " but items[" + std::to_string(i) + "] is " +
+                       std::to_string(ids[i]));
+  return torch::from_blob(ids.Data(), {int64_t(ids.ElementLength())}, torch::kInt).to(core.model->device(), torch::kLong);
+}
+
 static TextItemTower& textTower(ModelCore& core, const char* method) {
   auto* tower = dynamic_cast<TextItemTower*>(&core.model->itemTower());
   if (!tower)
@@ -220,15 +232,8 @@ Napi::Value ModelWrap::encoderHiddenStates(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
     auto& tower = textTower(*core_, "encoderHiddenStates");
-    auto ids = readInt32Array(info.Length() ? info[0] : info.Env().Undefined(), "items");
-    const int64_t N = core_->model->config().numItems;
-    if (ids.ElementLength() == 0) throw invalidArg("Expected at least one item in items but received an empty array");
-    for (size_t i = 0; i < ids.ElementLength(); ++i)
-      if (ids[i] < 1 || ids[i] > N)
-        throw invalidArg("Expected item indices in 1.." + std::to_string(N) + " but items[" + std::to_string(i) + "] is " +
-                         std::to_string(ids[i]));
+    auto items = itemIndices(*core_, info.Length() ? info[0] : info.Env().Undefined());
     useThreads(core_->model->config().threads);
-    auto items = torch::from_blob(ids.Data(), {int64_t(ids.ElementLength())}, torch::kInt).to(core_->model->device(), torch::kLong);
     auto h = tower.hiddenStates(items);
     Napi::Object out = Napi::Object::New(info.Env());
     Napi::Array shape = Napi::Array::New(info.Env(), 3);
@@ -256,16 +261,9 @@ Napi::Value ModelWrap::encoderFeatures(const Napi::CallbackInfo& info) {
     auto* tower = dynamic_cast<ImageItemTower*>(&core_->model->itemTower());
     if (!tower)
       throw invalidArg("encoderFeatures needs itemTower 'image' but this model has '" + core_->model->config().itemTower + "'");
-    auto ids = readInt32Array(info.Length() ? info[0] : info.Env().Undefined(), "items");
+    auto items = itemIndices(*core_, info.Length() ? info[0] : info.Env().Undefined());
     const bool train = info.Length() > 1 && info[1].ToBoolean().Value();
-    const int64_t N = core_->model->config().numItems;
-    if (ids.ElementLength() == 0) throw invalidArg("Expected at least one item in items but received an empty array");
-    for (size_t i = 0; i < ids.ElementLength(); ++i)
-      if (ids[i] < 1 || ids[i] > N)
-        throw invalidArg("Expected item indices in 1.." + std::to_string(N) + " but items[" + std::to_string(i) + "] is " +
-                         std::to_string(ids[i]));
     useThreads(core_->model->config().threads);
-    auto items = torch::from_blob(ids.Data(), {int64_t(ids.ElementLength())}, torch::kInt).to(core_->model->device(), torch::kLong);
     auto h = tower->features(items, train);
     Napi::Object out = Napi::Object::New(info.Env());
     Napi::Array shape = Napi::Array::New(info.Env(), 2);

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from '../errors';
 import { NativeImageTowerConfig } from '../native';
-import { MODELS_DIR } from '../text/encoder';
+import { MODELS_DIR, readJsonObject as readJson } from '../text/encoder';
 
 export type ImageEncoderConfig = Pick<NativeImageTowerConfig, 'arch' | 'block' | 'depths' | 'width' | 'heads' | 'windowSize' | 'patchSize' | 'mlpRatio' | 'layerNormEps' | 'imageSize'> &
   Partial<Pick<NativeImageTowerConfig, 'widthPerGroup'>>;
@@ -23,21 +23,6 @@ export interface ImageEncoderSpec {
   guessed?: string;
 }
 
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new MorecError('ENOENT', `${file}: cannot be read (${(e as Error).message})`);
-  }
-  try {
-    const v = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v;
-  } catch (e) {
-    throw new MorecError('EFORMAT', `${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
 
 /** Names of the image presets in models/. */
 export function imageEncoderPresets(): string[] {

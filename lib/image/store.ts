@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, invalid, MorecError } from '../errors';
 import { cleanStaleTemps, tempSuffix } from '../data/temps';
+import { syncFolder } from '../io/safetensors';
 import { decodeImage, DECODE_TEXT, RESIZE_RULE_TEXT, RESIZE_RULES, ResizeRule } from './decode';
 
 export type MissingImagePolicy = 'error' | 'blank' | 'drop';
@@ -246,18 +247,6 @@ function writeFileAtomic(file: string, data: Uint8Array | string): void {
   syncFolder(path.dirname(file));
 }
 
-function syncFolder(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // some file systems refuse; the rename itself is still atomic
-  }
-}
 
 function ioError(e: unknown, file: string, what: string): MorecError {
   if (e instanceof MorecError) return e;

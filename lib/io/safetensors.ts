@@ -152,7 +152,7 @@ function injectFault(): void {
 }
 
 /** fsyncs a folder so a rename in it survives a crash (best effort: some file systems refuse). */
-function syncFolder(dir: string): void {
+export function syncFolder(dir: string): void {
   try {
     const fd = fs.openSync(dir, 'r');
     try {

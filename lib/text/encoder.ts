@@ -21,7 +21,8 @@ export interface TextEncoderSpec {
   tokenizerDir?: string;
 }
 
-function readJson(file: string): Record<string, unknown> {
+/** A JSON object from a file, or ENOENT / EFORMAT naming it. */
+export function readJsonObject(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -80,7 +81,7 @@ export function textEncoderPresets(): string[] {
     .filter((f) => f.endsWith('.json'))
     .map((f) => f.slice(0, -5))
     .filter((name) => {
-      const t = readJson(path.join(MODELS_DIR, `${name}.json`)).model_type;
+      const t = readJsonObject(path.join(MODELS_DIR, `${name}.json`)).model_type;
       return t === 'bert' || t === 'roberta';
     })
     .sort();
@@ -94,7 +95,7 @@ export function resolveTextEncoder(nameOrFolder: string): TextEncoderSpec {
   if (typeof nameOrFolder !== 'string' || nameOrFolder.length === 0)
     throw new MorecError('EINVAL', `Expected a preset name (${textEncoderPresets().join(', ')}) or a checkpoint folder for the text encoder but received ${JSON.stringify(nameOrFolder)}`);
   const preset = path.join(MODELS_DIR, `${nameOrFolder}.json`);
-  if (!nameOrFolder.includes('/') && fs.existsSync(preset)) return { name: nameOrFolder, config: encoderConfigFromHf(readJson(preset), preset) };
+  if (!nameOrFolder.includes('/') && fs.existsSync(preset)) return { name: nameOrFolder, config: encoderConfigFromHf(readJsonObject(preset), preset) };
   const dir = path.resolve(nameOrFolder);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
     throw new MorecError('EINVAL', `Expected a preset name (${textEncoderPresets().join(', ')}) or a checkpoint folder for the text encoder but '${nameOrFolder}' is neither`);
@@ -102,7 +103,7 @@ export function resolveTextEncoder(nameOrFolder: string): TextEncoderSpec {
   if (!fs.existsSync(configFile)) throw new MorecError('EINVAL', `${dir}: no config.json (a Hugging Face checkpoint folder has config.json and model.safetensors or pytorch_model.bin)`);
   const weights = ['model.safetensors', 'pytorch_model.bin'].map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
   if (!weights) throw new MorecError('EINVAL', `${dir}: no model.safetensors or pytorch_model.bin beside config.json`);
-  return { name: dir, config: encoderConfigFromHf(readJson(configFile), configFile), weights, tokenizerDir: dir };
+  return { name: dir, config: encoderConfigFromHf(readJsonObject(configFile), configFile), weights, tokenizerDir: dir };
 }
 
 /**
