@@ -158,7 +158,7 @@ async function train(args: Record<string, unknown>): Promise<void> {
       signal: stop.signal,
       usage: true,
       log: (line) => bar.log(line),
-      onLoad: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
+      onLoad: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.floor(f * 100), 100, '%'),
       onBatch: (epoch, done, total, loss) => bar.update(`epoch ${epoch + 1}`, done, total, `loss ${loss.toFixed(4)}`),
     });
   } catch (e) {
