@@ -1,6 +1,6 @@
 /** Small deterministic helpers shared by the test suites. */
 import * as assert from 'node:assert/strict';
-import { MorecError, Sequences } from '../lib';
+import { ItemStore, MorecError, Sequences } from '../lib';
 import { seededRandom } from '../lib/util/random';
 
 export { seededRandom as rng } from '../lib/util/random';
@@ -35,4 +35,20 @@ export function isMorec(code: string, pattern: RegExp) {
     assert.match(e.message, pattern);
     return true;
   };
+}
+
+/** An item store of reference images (item i = image i - 1, CHW bytes); row 0, the padding item, is grey. */
+export function pixelStore(pixels: ArrayLike<number>, n: number, size: number): ItemStore {
+  const row = 3 * size * size;
+  const bytes = new Uint8Array((n + 1) * row).fill(128);
+  bytes.set(Uint8Array.from(pixels), row);
+  return ItemStore.fromPixels({ numItems: n, height: size, width: size, pixels: bytes });
+}
+
+/** Random images (seeded) for training tests. */
+export function randomStore(n: number, size: number, seed: number): ItemStore {
+  const r = seededRandom(seed);
+  const bytes = new Uint8Array((n + 1) * 3 * size * size);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
+  return ItemStore.fromPixels({ numItems: n, height: size, width: size, pixels: bytes });
 }

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { ItemStore } from '../lib/item_store';
 import { Model, ModelConfig } from '../lib';
 import { readSafetensors, Tensor, writeSafetensors } from '../lib/io/safetensors';
-import { chainWorld, isMorec, rng } from './helpers';
+import { chainWorld, isMorec, pixelStore, randomStore } from './helpers';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'image');
 const index = JSON.parse(fs.readFileSync(path.join(FIX, 'resnet-fixtures.json'), 'utf8'));
@@ -23,22 +23,6 @@ const NAMES: FixtureName[] = ['resnet-bottleneck', 'resnet-basic', 'resnet-wide2
 
 function reference(name: string, folder = FIX): Record<string, Tensor> {
   return readSafetensors(path.join(folder, `${name}-reference.safetensors`)).tensors;
-}
-
-/** An item store of the reference images (item i = image i - 1); row 0, the padding item, is grey. */
-function pixelStore(pixels: Int32Array, n: number, size: number): ItemStore {
-  const row = 3 * size * size;
-  const bytes = new Uint8Array((n + 1) * row).fill(128);
-  bytes.set(Uint8Array.from(pixels), row);
-  return ItemStore.fromPixels({ numItems: n, height: size, width: size, pixels: bytes });
-}
-
-/** Random images (seeded) for training tests. */
-function randomStore(n: number, size: number, seed: number): ItemStore {
-  const r = rng(seed);
-  const bytes = new Uint8Array((n + 1) * 3 * size * size);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
-  return ItemStore.fromPixels({ numItems: n, height: size, width: size, pixels: bytes });
 }
 
 function imageConfig(name: FixtureName, extra: Record<string, unknown> = {}): ModelConfig['image'] {

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { ItemStore } from '../lib/item_store';
 import { Model, ModelConfig } from '../lib';
 import { readSafetensors, Tensor, writeSafetensors } from '../lib/io/safetensors';
-import { chainWorld, isMorec, rng } from './helpers';
+import { chainWorld, isMorec, pixelStore, randomStore } from './helpers';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'image');
 const REF = readSafetensors(path.join(FIX, 'swin-tiny-reference.safetensors'));
@@ -38,21 +38,6 @@ function swinConfig(size: number, extra: Record<string, unknown> = {}): ModelCon
     arch: 'swin', depths: c.depths, width: c.embed_dim, heads: c.num_heads, windowSize: c.window_size, patchSize: c.patch_size,
     mlpRatio: c.mlp_ratio, layerNormEps: c.layer_norm_eps, imageSize: size, mean: META.mean, std: META.std, ...extra,
   } as ModelConfig['image'];
-}
-
-/** An item store of the reference images (item i = image i - 1); row 0, the padding item, is grey. */
-function pixelStore(pixels: Int32Array, n: number, size: number): ItemStore {
-  const row = 3 * size * size;
-  const bytes = new Uint8Array((n + 1) * row).fill(128);
-  bytes.set(Uint8Array.from(pixels), row);
-  return ItemStore.fromPixels({ numItems: n, height: size, width: size, pixels: bytes });
-}
-
-function randomStore(n: number, size: number, seed: number): ItemStore {
-  const r = rng(seed);
-  const bytes = new Uint8Array((n + 1) * 3 * size * size);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
-  return ItemStore.fromPixels({ numItems: n, height: size, width: size, pixels: bytes });
 }
 
 function fixtureModel(size: number, extra: Record<string, unknown> = {}) {
