@@ -31,6 +31,8 @@ export interface ImageTowerOptions {
   /** Compute the frozen bottom's output once per item (needs finetuneTopStages). */
   cacheFrozen?: boolean;
   channelsLast?: boolean;
+  /** Keep only each block's input in the forward pass and recompute the block in the backward pass. */
+  gradientCheckpointing?: boolean;
   /** Items whose image is missing or corrupt: 'error' (default) or 'blank' (mid-grey, counted and listed). */
   missingImage?: MissingImagePolicy;
   /** 'pil-bilinear' (default: the paper's Resize((224, 224)) in Pillow) or 'sharp-linear' (faster). */
@@ -85,6 +87,7 @@ export async function prepareImageTower(data: Dataset, options: ImageTowerOption
   if (options.freezeBatchNorm !== undefined) image.freezeBatchNorm = options.freezeBatchNorm;
   if (options.cacheFrozen !== undefined) image.cacheFrozen = options.cacheFrozen;
   if (options.channelsLast !== undefined) image.channelsLast = options.channelsLast;
+  if (options.gradientCheckpointing !== undefined) image.gradientCheckpointing = options.gradientCheckpointing;
   const items = ItemStore.fromPixelFile({ numItems: store.numItems, height: store.height, width: store.width, file: store.file }, { imageStore: store.fingerprint, size, resize });
   const label = `${pretrained ? path.basename(spec.name).replace(/\.(pth|bin|safetensors)$/, '') : spec.name}(${pretrained ? 'pretrained' : 'scratch'})`;
   const summary = [
