@@ -12,6 +12,7 @@ import { MorecError } from '../errors';
 import { ItemStore } from '../item_store';
 import { NativeImageTowerConfig } from '../native';
 import { resolveImageEncoder } from './encoders';
+import { knownKeys } from '../validate';
 import { droppedItems, formatImageStoreReport, MissingImagePolicy, prepareImageStore } from './store';
 import { ResizeRule } from './decode';
 
@@ -61,7 +62,10 @@ const NORMALIZE = {
   imagenet: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
 };
 
+const IMAGE_TOWER_OPTIONS = ['encoder', 'arch', 'size', 'normalize', 'finetuneTopStages', 'freezeBatchNorm', 'cacheFrozen', 'channelsLast', 'gradientCheckpointing', 'missingImage', 'resize', 'workDir', 'onProgress', 'signal', 'log'];
+
 export async function prepareImageTower(data: Dataset, options: ImageTowerOptions = {}): Promise<PreparedImageTower> {
+  knownKeys(options, IMAGE_TOWER_OPTIONS, 'image tower');
   const paths = data.image;
   if (!paths || paths.every((p) => p === null || p === undefined))
     throw new MorecError('EINVAL', `data set ${data.name} has no item images: image MoRec needs an image per item (an images/ folder, or an image column in the items file)`);
