@@ -21,7 +21,7 @@ import { describeProtocol, Protocol } from './protocol';
 import { fit, FitState } from './train/fit';
 import { prepareTextTower, TextTowerOptions } from './text/text_tower';
 import { encoderParameterCount } from './text/encoder';
-import { ImageTowerOptions, prepareImageTower } from './image/image_tower';
+import { ImageTowerOptions, imageTowerOrDropped, PreparedImageTower } from './image/image_tower';
 
 export interface TrainConfig {
   name?: string;
@@ -68,6 +68,8 @@ export interface RunConfigFile extends TrainConfig {
   datasetPath: string;
   /** What decides the outcome (the config without threads and name, the data set path resolved): a study cell is reused only when it matches. */
   outcomeKey: string;
+  /** Items removed from the data set because they have no usable image (image.missingImage 'drop'). */
+  droppedItems?: { ids: string[]; reason: string };
 }
 
 export interface RunResults {
@@ -195,18 +197,30 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   }
 
   // Everything is validated and prepared before the run folder is touched.
-  const data: Dataset = await prepareDataset(cfg.dataset, { ...prepareOptionsOf(cfg), strict: options.strict ?? false, onProgress: options.onLoad });
+  const prepare = { ...prepareOptionsOf(cfg), strict: options.strict ?? false, onProgress: options.onLoad };
+  let dropItems = stored?.droppedItems;
+  let data: Dataset = await prepareDataset(cfg.dataset, { ...prepare, ...(dropItems ? { dropItems } : {}) });
+  const text = cfg.model.itemTower === 'text' ? asUsage(() => prepareTextTower(data, cfg.text)) : undefined;
+  let image: PreparedImageTower | undefined;
+  if (cfg.model.itemTower === 'image') {
+    const imageOptions = { ...cfg.image, signal: options.signal, log, onProgress: options.onLoad ? (done: number, total: number) => options.onLoad!(done / total, 'images') : undefined };
+    let r = await imageTowerOrDropped(data, imageOptions);
+    if ('dropped' in r) {
+      // missingImage 'drop': the data set is prepared again without those items (the load report says so).
+      for (const line of r.summary) log(line);
+      dropItems = { ids: r.dropped, reason: `no usable image, missingImage 'drop'; listed in ${r.reportFile}` };
+      data = await prepareDataset(cfg.dataset, { ...prepare, dropItems });
+      r = await imageTowerOrDropped(data, imageOptions);
+      if ('dropped' in r) throw new MorecError('EINVAL', `${cfg.dataset}: ${r.dropped.length} items still have no usable image after removing the others (see ${r.reportFile})`);
+    }
+    image = r;
+  }
   for (const line of formatLoadReport(data.report)) log(line);
   const seqs = data.sequences;
   if (stored && stored.dataFingerprint !== data.fingerprint)
     throw new MorecError('EMISMATCH', `${cfg.dataset}: the data set changed since the run started (fingerprint ${data.fingerprint.slice(0, 12)}… vs ${stored.dataFingerprint.slice(0, 12)}… in config.json); refusing to resume on other data`);
   log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
-  const text = cfg.model.itemTower === 'text' ? asUsage(() => prepareTextTower(data, cfg.text)) : undefined;
   if (text) log(text.summary);
-  const image =
-    cfg.model.itemTower === 'image'
-      ? await prepareImageTower(data, { ...cfg.image, signal: options.signal, log, onProgress: options.onLoad ? (done, total) => options.onLoad!(done / total, 'images') : undefined })
-      : undefined;
   if (image) for (const line of image.summary) log(line);
   const tower = text ?? image;
   const items = text?.items ?? image?.items;
@@ -257,6 +271,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
       dataFingerprint: data.fingerprint,
       datasetPath: cfg.dataset === 'synthetic' ? 'synthetic' : path.resolve(cfg.dataset),
       outcomeKey: outcomeKey(cfg),
+      ...(dropItems ? { droppedItems: dropItems } : {}),
     };
     writeAtomic(path.join(runDir, 'config.json'), [Buffer.from(JSON.stringify(runConfig, null, 2) + '\n')]);
     writeAtomic(metricsFile, [Buffer.alloc(0)]);

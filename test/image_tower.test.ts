@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ItemStore, Model, ModelConfig, trainRun } from '../lib';
+import { ItemStore, Model, ModelConfig, MorecError, trainRun } from '../lib';
 import { chainWorld, isMorec, rng } from './helpers';
 
 const N = 24, S = 16;
@@ -211,5 +211,77 @@ test('gradient checkpointing of ResNet blocks trains exactly like plain back-pro
     assert.ok(Math.abs(a.losses[1] - b.losses[1]) < 1e-5, `top ${top}: ${a.losses} vs ${b.losses}`);
     assert.ok(max < 1e-5, `top ${top}: max parameter/statistics difference ${max}`);
     assert.ok(a.losses[1] < a.losses[0]);
+  }
+});
+
+test("missingImage 'drop' removes the items without a usable image from the data set, says so, and evaluates on the same data", async () => {
+  const sharp = (await import('sharp')).default;
+  const dir = tmp('dropdata');
+  const r = rng(21);
+  const ITEMS = 14;
+  const lines = ['user,item,timestamp'];
+  for (let u = 0; u < 40; u++) {
+    let it = 1 + Math.floor(r() * ITEMS);
+    for (let t = 0; t < 7; t++) {
+      lines.push(`u${u},i${it},${t}`);
+      it = (it % ITEMS) + 1;
+    }
+  }
+  fs.writeFileSync(path.join(dir, 'interactions.csv'), lines.join('\n') + '\n');
+  fs.mkdirSync(path.join(dir, 'pics'));
+  const items = ['item,image'];
+  for (let i = 1; i <= ITEMS; i++) {
+    if (i === 3) items.push(`i${i},pics/none.png`); // missing file
+    else if (i === 7) {
+      fs.writeFileSync(path.join(dir, 'pics', 'bad.png'), 'not a png');
+      items.push(`i${i},pics/bad.png`); // corrupt
+    } else {
+      const px = Buffer.alloc(16 * 16 * 3, (i * 17) % 256);
+      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(dir, 'pics', `${i}.png`));
+      items.push(`i${i},pics/${i}.png`);
+    }
+  }
+  fs.writeFileSync(path.join(dir, 'items.csv'), items.join('\n') + '\n');
+  const cfg = {
+    dataset: dir, maxLen: 5, minSeqLen: 5, seed: 1, scale: 1,
+    model: { backbone: 'sasrec' as const, itemTower: 'image' as const, d: 8, heads: 2 },
+    train: { batchSize: 16, lr: 1e-3, weightDecay: 0, epochs: 1, patience: 1, gradAccum: 1 },
+    image: { encoder: 'resnet-mini', size: 16, missingImage: 'error' as const },
+    threads: 2,
+  };
+  const cache = tmp('dropcache');
+  process.env.MOREC_CACHE = cache;
+  try {
+    // Images decode concurrently: whichever bad one comes first stops the run, naming its file.
+    await assert.rejects(trainRun(path.join(dir, 'run-error'), cfg, { mode: 'new' }), (e: unknown) => {
+      assert.ok(e instanceof MorecError && (e.code === 'ENOENT' || e.code === 'EFORMAT'), String(e));
+      assert.match(e.message, /(none|bad)\.png/);
+      return true;
+    });
+    const log: string[] = [];
+    const out = await trainRun(path.join(dir, 'run'), { ...cfg, image: { ...cfg.image, missingImage: 'drop' } }, { mode: 'new', log: (l) => log.push(l) });
+    const text = log.join('\n');
+    assert.match(text, /removed 2 items \(no usable image, missingImage 'drop'; listed in .*report\.tsv\) with their \d+ interactions/);
+    assert.equal(out.results.items, ITEMS - 2);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'run', 'config.json'), 'utf8'));
+    assert.deepEqual([...config.droppedItems.ids].sort(), ['i3', 'i7']);
+    // Every item left has its picture: no blank rows were needed.
+    assert.match(text, /images: 12 items 16x16 pil-bilinear \(ok 12\)/);
+    // Resuming the finished run's data: the same fingerprint (the dropped items are part of it).
+    const again = await trainRun(path.join(dir, 'run'), { ...cfg, image: { ...cfg.image, missingImage: 'drop' } }, { mode: 'auto' });
+    assert.equal(again.how, 'reused');
+    // morec eval prepares the same data (without the dropped items) and reproduces the run's test metrics.
+    const { spawnSync } = await import('node:child_process');
+    const ev = spawnSync(process.execPath, [path.join(__dirname, '..', 'lib', 'cli', 'main.js'), 'eval', '--run', path.join(dir, 'run'), '--threads', '2'], {
+      encoding: 'utf8',
+      env: { ...process.env, MOREC_CACHE: cache },
+    });
+    assert.equal(ev.status, 0, ev.stderr);
+    const m = JSON.parse(ev.stdout.slice(ev.stdout.indexOf('{')));
+    assert.ok(Math.abs(m['HR@10'] - out.results.test['HR@10']) < 1e-9, `${m['HR@10']} vs ${out.results.test['HR@10']}`);
+  } finally {
+    delete process.env.MOREC_CACHE;
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(cache, { recursive: true, force: true });
   }
 });

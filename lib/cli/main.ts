@@ -97,7 +97,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
             finetuneTopStages: args['finetune-top-stages'] as number | undefined,
             freezeBatchNorm: args['freeze-batch-norm'] as boolean,
             cacheFrozen: args['cache-frozen'] as boolean,
-            missingImage: args['missing-image'] as 'error' | 'blank',
+            missingImage: args['missing-image'] as 'error' | 'blank' | 'drop',
           }
         : undefined,
     threads: args.threads as number | undefined,
@@ -191,6 +191,7 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
     minSeqLen: runConfig.minSeqLen ?? 5,
     keepDuplicates: runConfig.keepDuplicates ?? false,
     ...(runConfig.warm ? { warm: runConfig.warm } : {}),
+    ...(runConfig.droppedItems ? { dropItems: runConfig.droppedItems } : {}),
     synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
   });
   if (runConfig.dataFingerprint && runConfig.dataFingerprint !== data.fingerprint) {
@@ -282,7 +283,7 @@ export async function main(argv: string[]): Promise<void> {
         .option('image-normalize', { choices: ['paper', 'imagenet'] as const, default: 'paper' as const, describe: "image tower: mean = std = 0.5 (the study's code) or ImageNet statistics" })
         .option('finetune-top-stages', { type: 'number', describe: 'image tower: train only the top N stages (default: all)' })
         .option('freeze-batch-norm', { type: 'boolean', default: false, describe: 'image tower: BatchNorm keeps its running statistics while training' })
-        .option('missing-image', { choices: ['error', 'blank'] as const, default: 'error' as const, describe: 'image tower: an item whose image is missing or corrupt stops the run (error) or gets a grey image (blank, counted and listed in report.tsv)' })
+        .option('missing-image', { choices: ['error', 'blank', 'drop'] as const, default: 'error' as const, describe: 'image tower: an item whose image is missing or corrupt stops the run (error), gets a grey image (blank), or is removed from the data set with its interactions (drop); blank and drop are counted in the load summary and listed in report.tsv' })
         .option('encoder-lr', { type: 'number', describe: 'learning rate of the text encoder (default 1e-4)' })
         .option('encoder-weight-decay', { type: 'number', describe: 'weight decay of the text encoder (default: --weight-decay)' })
         .option('batch-size', { type: 'number', default: 128 })

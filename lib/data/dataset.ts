@@ -55,6 +55,8 @@ export interface LoadReport extends RawReport {
   warmInteractionsDropped: number;
   usersDroppedByWarm: number;
   warmRounds: number;
+  /** Items removed on request (PrepareOptions.dropItems), their interactions, and the users that then fell below minSeqLen. */
+  removed?: { items: number; interactions: number; users: number; reason: string };
   /** Prepared items with a text / an image (absent when the data set has none at all). */
   itemsWithText?: number;
   itemsWithImage?: number;
@@ -106,6 +108,8 @@ export interface PrepareOptions {
   itemText?: ItemText;
   /** Where prepared data sets are cached; default $MOREC_CACHE or ~/.cache/morec. false = no cache. */
   cacheDir?: string | false;
+  /** Items (external ids) removed before any other filtering, and why (said in the load report): e.g. the items without a usable image under missingImage 'drop'. */
+  dropItems?: { ids: string[]; reason: string };
   synthetic?: SyntheticOptions;
   onProgress?: Progress;
 }
@@ -249,6 +253,7 @@ export function fingerprint(source: string, options: PrepareOptions): string {
       warm: options.warm ?? 0,
       itemText: options.itemText ?? 'title',
       synthetic: source === 'synthetic' ? options.synthetic ?? {} : undefined,
+      ...(options.dropItems?.ids.length ? { dropItems: [...options.dropItems.ids].sort() } : {}),
     }),
   );
   for (const f of sourceFiles(source, options.itemsFile)) {
@@ -447,6 +452,10 @@ export function formatLoadReport(r: LoadReport): string[] {
     lines.push(
       `unresolved ids: ${r.unresolved.ids} item ids (${r.unresolved.interactions} interactions; e.g. ${r.unresolved.examples.join(', ')}) have no row in ${r.unresolved.table}: kept as items without text (--strict refuses them)`,
     );
+  if (r.removed)
+    lines.push(
+      `removed ${r.removed.items} items (${r.removed.reason}) with their ${r.removed.interactions} interactions; ${r.removed.users} users then fell below ${r.minSeqLen} and were dropped`,
+    );
   if (r.warm)
     lines.push(
       `warm-${r.warm}: removed ${r.warmItemsDropped} items with fewer than ${r.warm} interactions (${r.warmInteractionsDropped} interactions) and then ${r.usersDroppedByWarm} users left below ${r.minSeqLen}, ` +
@@ -497,7 +506,16 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
   }
   const raw = await loadRaw(source, options);
   const rawSeqs = new Sequences(raw.offsets, raw.items, raw.itemIds.length);
-  const pre = preprocess(rawSeqs, { minSeqLen, maxLen, warm });
+  let removeItems: number[] | undefined;
+  if (options.dropItems?.ids.length) {
+    const index = new Map(raw.itemIds.map((id, i) => [id, i + 1]));
+    removeItems = options.dropItems.ids.map((id) => {
+      const i = index.get(id);
+      if (i === undefined) throw new MorecError('EINVAL', `${source}: dropItems names item '${id}', which the data set does not have`);
+      return i;
+    });
+  }
+  const pre = preprocess(rawSeqs, { minSeqLen, maxLen, warm, removeItems });
   const pick = <T>(a: T[] | undefined) => (a ? Array.from(pre.itemMap, (old) => a[old - 1]) : undefined);
   const text = pick(raw.text ?? undefined) as (string | null)[] | undefined;
   const image = pick(raw.image ?? undefined) as (string | null)[] | undefined;
@@ -519,6 +537,7 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
     warmInteractionsDropped: st.warmInteractionsDropped,
     usersDroppedByWarm: st.usersDroppedByWarm,
     warmRounds: st.warmRounds,
+    ...(removeItems ? { removed: { items: removeItems.length, interactions: st.removedItemInteractions, users: st.usersDroppedByRemoval, reason: options.dropItems!.reason } } : {}),
     ...(text ? { itemsWithText: text.filter((t) => t !== null && t !== undefined).length } : {}),
     ...(image ? { itemsWithImage: image.filter((t) => t !== null && t !== undefined).length } : {}),
     ...countRepeats(pre.sequences),

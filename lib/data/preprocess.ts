@@ -22,6 +22,8 @@ export interface PreprocessOptions {
   maxLen?: number;
   /** Warm-N: drop items with fewer than N interactions, repeated with the minSeqLen rule to a fixpoint. 0 = off. */
   warm?: number;
+  /** Items (input indices) removed from every sequence before anything else, e.g. items without a usable image. */
+  removeItems?: ArrayLike<number>;
 }
 
 /** What preprocessing dropped; every input interaction is in exactly one of these or in the output. */
@@ -37,6 +39,9 @@ export interface PreprocessStats {
   warmRounds: number;
   /** Interactions of kept users before their last maxLen + 3. */
   interactionsBeyondWindow: number;
+  /** removeItems: the interactions they had, and the users then below minSeqLen (their interactions are in interactionsOfDroppedUsers). */
+  removedItemInteractions: number;
+  usersDroppedByRemoval: number;
 }
 
 export interface Preprocessed {
@@ -58,11 +63,21 @@ export function preprocess(input: Sequences, options: PreprocessOptions = {}): P
   const alive = new Uint8Array(users);
   const length = new Int32Array(users);
   const removed = new Uint8Array(input.numItems + 1);
-  const stats: PreprocessStats = { interactionsOfDroppedUsers: 0, usersDroppedByWarm: 0, warmItemsDropped: 0, warmInteractionsDropped: 0, warmRounds: 0, interactionsBeyondWindow: 0 };
+  const stats: PreprocessStats = { interactionsOfDroppedUsers: 0, usersDroppedByWarm: 0, warmItemsDropped: 0, warmInteractionsDropped: 0, warmRounds: 0, interactionsBeyondWindow: 0, removedItemInteractions: 0, usersDroppedByRemoval: 0 };
+  for (const it of Array.from(options.removeItems ?? [])) {
+    if (!Number.isInteger(it) || it < 1 || it > input.numItems) throw new MorecError('EINVAL', `Expected item indices in 1..${input.numItems} for removeItems but received ${it}`);
+    removed[it] = 1;
+  }
   for (let u = 0; u < users; u++) {
-    length[u] = inOff[u + 1] - inOff[u];
-    if (length[u] >= minSeqLen) alive[u] = 1;
-    else stats.interactionsOfDroppedUsers += length[u];
+    let n = 0;
+    for (let i = inOff[u]; i < inOff[u + 1]; i++) if (!removed[inItems[i]]) n++;
+    length[u] = n;
+    stats.removedItemInteractions += inOff[u + 1] - inOff[u] - n;
+    if (n >= minSeqLen) alive[u] = 1;
+    else {
+      stats.interactionsOfDroppedUsers += n;
+      if (inOff[u + 1] - inOff[u] >= minSeqLen) stats.usersDroppedByRemoval++;
+    }
   }
   if (warm > 1) {
     const counts = new Int32Array(input.numItems + 1);

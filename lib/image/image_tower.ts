@@ -34,7 +34,10 @@ export interface ImageTowerOptions {
   channelsLast?: boolean;
   /** Keep only each block's input in the forward pass and recompute the block in the backward pass. */
   gradientCheckpointing?: boolean;
-  /** Items whose image is missing or corrupt: 'error' (default) or 'blank' (mid-grey, counted and listed). */
+  /**
+   * Items whose image is missing or corrupt: 'error' (default), 'blank' (mid-grey, counted and listed) or 'drop'
+   * (listed; the data set must then be prepared without them: trainRun does that with PrepareOptions.dropItems).
+   */
   missingImage?: MissingImagePolicy;
   /** 'pil-bilinear' (default: the paper's Resize((224, 224)) in Pillow) or 'sharp-linear' (faster). */
   resize?: ResizeRule;
@@ -43,6 +46,14 @@ export interface ImageTowerOptions {
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
   log?: (line: string) => void;
+}
+
+/** Items the 'drop' policy set aside: the data set has to be prepared again without them. */
+export interface DroppedImages {
+  /** External ids of the items without a usable image. */
+  dropped: string[];
+  reportFile?: string;
+  summary: string[];
 }
 
 export interface PreparedImageTower {
@@ -64,7 +75,23 @@ const NORMALIZE = {
 
 const IMAGE_TOWER_OPTIONS = ['encoder', 'arch', 'size', 'normalize', 'finetuneTopStages', 'freezeBatchNorm', 'cacheFrozen', 'channelsLast', 'gradientCheckpointing', 'missingImage', 'resize', 'workDir', 'onProgress', 'signal', 'log'];
 
+/**
+ * The image tower of a data set. Under missingImage 'drop' with items that have no usable image, no tower can
+ * be built on this item set (their rows would be silent zeros): prepareImageTower refuses, and
+ * imageTowerOrDropped returns their ids for the caller to prepare the data set without them.
+ */
 export async function prepareImageTower(data: Dataset, options: ImageTowerOptions = {}): Promise<PreparedImageTower> {
+  const r = await imageTowerOrDropped(data, options);
+  if ('dropped' in r)
+    throw new MorecError(
+      'EINVAL',
+      `${r.dropped.length} items have no usable image (see ${r.reportFile}) and policy 'drop' removes them, which changes the data set: ` +
+        `prepare it with dropItems (trainRun and morec train do), remove them from its files, or use missingImage 'blank'`,
+    );
+  return r;
+}
+
+export async function imageTowerOrDropped(data: Dataset, options: ImageTowerOptions = {}): Promise<PreparedImageTower | DroppedImages> {
   knownKeys(options, IMAGE_TOWER_OPTIONS, 'image tower');
   const paths = data.image;
   if (!paths || paths.every((p) => p === null || p === undefined))
@@ -78,12 +105,7 @@ export async function prepareImageTower(data: Dataset, options: ImageTowerOption
   const dir = path.join(options.workDir ?? data.cacheDir ?? path.join(os.tmpdir(), 'morec'), `images-${key}`);
   const store = await prepareImageStore(paths, dir, { size, policy, resize, onProgress: options.onProgress, signal: options.signal, log: options.log });
   const dropped = droppedItems(store);
-  if (dropped.length)
-    throw new MorecError(
-      'EINVAL',
-      `${dropped.length} items have no usable image (see ${store.report.reportFile}) and policy 'drop' would remove them, which changes the data set: ` +
-        `remove those items from the data set's files, or use missingImage 'blank'`,
-    );
+  if (dropped.length) return { dropped: dropped.map((i) => data.itemIds[i - 1]), reportFile: store.report.reportFile, summary: [formatImageStoreReport(store)] };
   const norm = NORMALIZE[options.normalize ?? 'paper'];
   if (!norm) throw new MorecError('EINVAL', `Expected 'paper' or 'imagenet' for normalize but received ${JSON.stringify(options.normalize)}`);
   const image: Partial<NativeImageTowerConfig> = { ...spec.config, imageSize: size, mean: norm.mean, std: norm.std };
