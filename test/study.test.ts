@@ -39,7 +39,7 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
   assert.deepEqual(rows.map((x: { pretrained: boolean | null }) => x.pretrained), [null, null, false, false, false]);
   assert.deepEqual(rows.map((x: { paradigm: string }) => x.paradigm), ['id', 'id', 'e2e', 'e2e', 'e2e']);
   assert.match(r.stdout, /text tower bert-tiny\(scratch\): word vocabulary of \d+ title words/);
-  assert.match(r.stdout, /image tower resnet-mini\(scratch\): resnet \(basic blocks depths 1,1,1,1, width 16\), 32x32 pixels/);
+  assert.match(r.stdout, /image tower resnet-mini\(scratch\): resnet \(basic blocks depths 1,1,1,1, width 8\), 32x32 pixels/);
   assert.match(r.stdout, /images: \d+ items 32x32 pil-bilinear \(ok \d+\)/);
   for (const row of rows) {
     assert.equal(typeof row.model, 'string');
