@@ -5,7 +5,7 @@
  * eager with torchvision's own ResNet (bench/image_reference.py on /usr/bin/python3), measured in the same run
  * on the same memory-mapped image store and sequences. Options: --threads N (2), --image-steps N (8 timed
  * batches after 2 warm-up), --image-encoder NAME (resnet18), --image-size N (64), --image-scale X (0.25: the
- * synthetic world's size).
+ * synthetic world's size), --image-channels-last (both sides in NHWC).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,6 +26,7 @@ const steps = Number(arg('image-steps', '8'));
 const encoder = arg('image-encoder', 'resnet18');
 const size = Number(arg('image-size', '64'));
 const scale = Number(arg('image-scale', '0.25'));
+const channelsLast = process.argv.includes('--image-channels-last');
 const WARMUP = 2;
 const ARCH = { d: 64, blocks: 2, heads: 2, maxLen: 10, dropout: 0.1 };
 const HP = { batchSize: 64, lr: 1e-3, encoderLr: 1e-4, weightDecay: 0.1 };
@@ -43,7 +44,7 @@ export async function imageBench(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-image-bench-'));
   try {
     const data = await prepareDataset('synthetic', { minSeqLen: 5, maxLen: ARCH.maxLen, synthetic: { seed: 1, scale } });
-    const prepared = await prepareImageTower(data, { encoder, size, workDir: work });
+    const prepared = await prepareImageTower(data, { encoder, size, workDir: work, channelsLast });
     const image = prepared.image as NativeImageTowerConfig;
     console.log(`\n# Image MoRec on the synthetic world (scale ${scale}): SASRec d 64, 2 blocks, 2 heads, L ${ARCH.maxLen}, batch ${HP.batchSize}; ` +
       `item tower ${prepared.label} at ${size}x${size} -> pooled -> Linear -> GELU; ${threads} threads, libtorch ${info.version}`);
@@ -57,7 +58,7 @@ export async function imageBench(): Promise<void> {
     write('offsets.i32', seqs.offsets);
     write('items.i32', seqs.items);
     const storeFile = fs.readdirSync(work).map((d) => path.join(work, d, 'pixels.u8')).find((f) => fs.existsSync(f))!;
-    fs.writeFileSync(path.join(work, 'meta.json'), JSON.stringify({ numItems: prepared.items.numItems, imageSize: size, pixelFile: storeFile, encoder: image, encodeBatch: image.encodeBatch ?? 64, ...ARCH, ...HP }));
+    fs.writeFileSync(path.join(work, 'meta.json'), JSON.stringify({ numItems: prepared.items.numItems, imageSize: size, pixelFile: storeFile, encoder: image, encodeBatch: image.encodeBatch ?? 64, channelsLast, ...ARCH, ...HP }));
     let ref: { torch: string; full: Run; peakRssMiB: number } | undefined;
     if (fs.existsSync('/usr/bin/python3')) {
       const r = spawnSync('/usr/bin/python3', [path.join(root, 'bench', 'image_reference.py'), '--dir', work, '--threads', String(threads), '--steps', String(steps), '--warmup', String(WARMUP), '--batch', String(HP.batchSize)], {
@@ -85,7 +86,7 @@ export async function imageBench(): Promise<void> {
       'reference\'s distinct items per batch, the batches being drawn alike). item table = every item encoded once, eval, no grad.\n');
     console.log('| implementation | train seq/s | images/s | x PyTorch | item table s | x PyTorch |');
     console.log('|---|---|---|---|---|---|');
-    if (ref) console.log(`| pytorch eager ${ref.torch} (torchvision ResNet) | ${f(ref.full.seqPerSec, 1)} | ${f(ref.full.itemsPerSec, 0)} | 1.00 | ${f(ref.full.tableSeconds, 2)} | 1.00 |`);
+    if (ref) console.log(`| pytorch eager ${ref.torch} (torchvision ${image.arch === "swin" ? "Swin" : "ResNet"}) | ${f(ref.full.seqPerSec, 1)} | ${f(ref.full.itemsPerSec, 0)} | 1.00 | ${f(ref.full.tableSeconds, 2)} | 1.00 |`);
     console.log(`| morec | ${f(morec.seqPerSec, 1)} | ${f(imagesPerSec, 0)} | ${x(morec.seqPerSec, ref?.full.seqPerSec)} | ${f(morec.tableSeconds, 2)} | ${x(ref?.full.tableSeconds, morec.tableSeconds)} |`);
     console.log(`\nfirst batch: morec ${f(morec.firstBatchSeconds, 2)} s, PyTorch ${f(ref?.full.firstBatchSeconds, 2)} s; ` +
       `peak RSS: morec ${rss.toFixed(0)} MiB${ref ? `, PyTorch ${ref.peakRssMiB.toFixed(0)} MiB (each its own process)` : ''}`);

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PyTorch-eager reference for the image MoRec benchmark (bench/image_bench.ts).
 
-SASRec (bench/sasrec_torch.py's user encoder) whose item tower is torchvision's real ResNet (the
-architecture morec's preset names, random init, no fc) over the items' pixels, read from the same
+SASRec (bench/sasrec_torch.py's user encoder) whose item tower is torchvision's real ResNet or Swin
+Transformer (the architecture morec's preset names, random init, no fc/head) over the items' pixels, read from the same
 memory-mapped image store morec trains on: uint8 CHW rows -> float, x / 255 normalized with the
 tower's mean and std -> ResNet pooled features -> Linear(features -> d) -> GELU. Per batch the
 distinct items are encoded once (torch.unique -> encode -> index); BCE with one positive and one
@@ -45,14 +45,25 @@ def resnet(enc):
     return m
 
 
+def swin(enc):
+    """torchvision's SwinTransformer (v1) of the preset's shape, random init, no head."""
+    from torchvision.models.swin_transformer import SwinTransformer
+    m = SwinTransformer(patch_size=[enc["patchSize"]] * 2, embed_dim=enc["width"], depths=enc["depths"],
+                        num_heads=enc["heads"], window_size=[enc["windowSize"]] * 2, mlp_ratio=enc["mlpRatio"],
+                        stochastic_depth_prob=enc.get("dropPath", 0.0))
+    m.head = nn.Identity()
+    m.num_features = enc["width"] * 2 ** (len(enc["depths"]) - 1)
+    return m
+
+
 class ImageSASRec(EncodedItemsSASRec):
     def __init__(self, pixels, enc, d, heads, blocks, max_len, dropout, channels_last):
         super().__init__()
         self.pixels = pixels  # uint8 [N + 1, 3, H, W], memory-mapped
         self.user_encoder = UserEncoder(d, heads, blocks, max_len, dropout)
         self.user_encoder.apply(SASRec._init_weights)
-        self.encoder = resnet(enc)
-        self.projection = nn.Linear(self.encoder.inplanes, d)
+        self.encoder = swin(enc) if enc["arch"] == "swin" else resnet(enc)
+        self.projection = nn.Linear(self.encoder.num_features if enc["arch"] == "swin" else self.encoder.inplanes, d)
         self.d = d
         self.channels_last = channels_last
         self.register_buffer("mean", torch.tensor(enc["mean"]).view(1, 3, 1, 1))
