@@ -1,7 +1,8 @@
 /**
  * Per-item inputs of modality towers, handed to the native core once (like Sequences) and read there by the
- * encoder for every batch: each item's title as token ids, right-padded to maxTokens, or each item's image
- * as uint8 pixels (3 x H x W, CHW), in memory or memory-mapped from a prepared image store. Row 0 = padding.
+ * encoder for every batch: each item's title as token ids, right-padded to maxTokens, each item's image as
+ * uint8 pixels (3 x H x W, CHW), in memory or memory-mapped from a prepared image store, or each item's
+ * frozen-encoder features (two-stage towers), in memory or memory-mapped from a feature cache. Row 0 = padding.
  */
 import { invalid, toMorecError } from './errors';
 import { loadAddon, NativeItemStore } from './native';
@@ -39,10 +40,27 @@ export interface ItemPixelFile {
   file: string;
 }
 
+/** Frozen-encoder features in memory: (numItems + 1) x dim float32, row-major; row 0 is the padding item. */
+export interface ItemFeatures {
+  numItems: number;
+  dim: number;
+  features: Float32Array;
+}
+
+/** A feature cache's matrix file (lib/features): (numItems + 1) rows of dim float32 or float16 values. */
+export interface ItemFeatureFile {
+  numItems: number;
+  dim: number;
+  file: string;
+  dtype: 'float32' | 'float16';
+}
+
 export class ItemStore {
   readonly numItems: number;
-  /** 'tokens' (text towers) or 'images' (image towers). */
-  readonly kind: 'tokens' | 'images';
+  /** 'tokens' (text towers), 'images' (image towers) or 'features' (two-stage towers). */
+  readonly kind: 'tokens' | 'images' | 'features';
+  /** Feature stores: features per item. */
+  readonly dim: number;
   readonly maxTokens: number;
   readonly tokens: Int32Array;
   readonly lengths: Int32Array;
@@ -54,9 +72,35 @@ export class ItemStore {
   /** @internal */
   readonly native: NativeItemStore;
 
-  constructor(t: ItemTokens | ItemPixels | ItemPixelFile, source: Record<string, unknown> = {}) {
+  constructor(t: ItemTokens | ItemPixels | ItemPixelFile | ItemFeatures | ItemFeatureFile, source: Record<string, unknown> = {}) {
     if (typeof t !== 'object' || t === null) throw invalid('an object with numItems, maxTokens, tokens, lengths', 'items', t);
     this.numItems = positiveInt(t.numItems, 'numItems');
+    this.dim = 0;
+    if ('dim' in t) {
+      this.kind = 'features';
+      this.dim = positiveInt(t.dim, 'dim');
+      this.height = 0;
+      this.width = 0;
+      this.maxTokens = 0;
+      this.tokens = new Int32Array(0);
+      this.lengths = new Int32Array(0);
+      this.source = source;
+      let options: Record<string, unknown>;
+      if ('features' in t) {
+        if (!(t.features instanceof Float32Array)) throw invalid('a Float32Array', 'features', t.features);
+        options = { numItems: this.numItems, dim: this.dim, features: t.features };
+      } else {
+        if (typeof t.file !== 'string' || t.file.length === 0) throw invalid('a file path', 'file', t.file);
+        if (t.dtype !== 'float32' && t.dtype !== 'float16') throw invalid("'float32' or 'float16'", 'dtype', t.dtype);
+        options = { numItems: this.numItems, dim: this.dim, file: t.file, dtype: t.dtype };
+      }
+      try {
+        this.native = new (loadAddon().ItemStore)(options);
+      } catch (e) {
+        throw toMorecError(e);
+      }
+      return;
+    }
     if ('pixels' in t || 'file' in t) {
       this.kind = 'images';
       this.height = positiveInt(t.height, 'height');
@@ -101,6 +145,18 @@ export class ItemStore {
   /** A prepared image store's pixel file, memory-mapped by the core (pages are read as batches need them). */
   static fromPixelFile(f: ItemPixelFile, source: Record<string, unknown> = {}): ItemStore {
     if (typeof f !== 'object' || f === null || !('file' in f)) throw invalid('an object with numItems, height, width, file', 'file', f);
+    return new ItemStore(f, source);
+  }
+
+  /** Frozen-encoder features held in memory (copied into native memory): (numItems + 1) x dim float32. */
+  static fromFeatures(f: ItemFeatures, source: Record<string, unknown> = {}): ItemStore {
+    if (typeof f !== 'object' || f === null || !('features' in f)) throw invalid('an object with numItems, dim, features', 'features', f);
+    return new ItemStore(f, source);
+  }
+
+  /** A feature cache's matrix, memory-mapped by the core (read-only; float16 is widened once on load). */
+  static fromFeatureFile(f: ItemFeatureFile, source: Record<string, unknown> = {}): ItemStore {
+    if (typeof f !== 'object' || f === null || !('file' in f) || !('dim' in f)) throw invalid('an object with numItems, dim, file, dtype', 'file', f);
     return new ItemStore(f, source);
   }
 

@@ -74,13 +74,13 @@ let schemaCache: ConfigSchema | undefined;
 export function validateConfig(config: ModelConfig): Partial<NativeModelConfig> {
   if (typeof config !== 'object' || config === null) throw invalid('a config object', 'config', config);
   const schema = (schemaCache ??= loadAddon().configSchema());
-  const { text, image, ...top } = schema;
-  checkFields(config as Record<string, unknown>, { ...top, text, image }, ''); // tower configs listed last
-  for (const tower of ['text', 'image'] as const) {
+  const { text, image, features, ...top } = schema;
+  checkFields(config as Record<string, unknown>, { ...top, text, image, features }, ''); // tower configs listed last
+  for (const tower of ['text', 'image', 'features'] as const) {
     if (config.itemTower !== tower) continue;
     const sub = config[tower];
     if (typeof sub !== 'object' || sub === null || Array.isArray(sub))
-      throw invalid(`a ${tower} encoder config object (required by itemTower '${tower}')`, tower, sub);
+      throw invalid(`a ${tower} ${tower === 'features' ? 'adapter' : 'encoder'} config object (required by itemTower '${tower}')`, tower, sub);
     checkFields(sub as unknown as Record<string, unknown>, schema[tower].fields ?? {}, `${tower}.`);
   }
   if (config.backbone === 'dssm' && config.numUsers === undefined) throw invalid('a positive integer', 'numUsers', config.numUsers);
@@ -166,6 +166,8 @@ export class Model {
       throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'text' encodes each item's tokens) but received undefined");
     if (valid.itemTower === 'image' && !options.items)
       throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'image' encodes each item's pixels) but received undefined");
+    if (valid.itemTower === 'features' && !options.items)
+      throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'features' adapts each item's cached features) but received undefined");
     return callNative(() => new Model(new (loadAddon().Model)(valid, options.items?.native)));
   }
 
@@ -233,8 +235,10 @@ export class Model {
   }
 
   /**
-   * The image encoder's pooled output for items (indices 1..numItems): shape [n, features], without gradients.
-   * options.train runs the encoder in train mode (BatchNorm running statistics update, as in a training step).
+   * The modality encoder's pooled output for items (indices 1..numItems): shape [n, features], without
+   * gradients. Text: [CLS] or masked mean (the tower's pooling) of the last layer, eval mode. Image: the pooled
+   * output; options.train runs it in train mode (BatchNorm running statistics update, as in a training step).
+   * This is what a frozen copy of the encoder feeds the two-stage path.
    */
   encoderFeatures(items: Int32Array, options: { train?: boolean } = {}): NamedTensor {
     if (!(items instanceof Int32Array)) throw invalid('an Int32Array of item indices', 'items', items);

@@ -68,14 +68,38 @@ export interface NativeImageTowerConfig {
   encodeBatch: number;
 }
 
+/** Two-stage MoRec: frozen-encoder features per item (an ItemStore of features) and the trained adapter. */
+export interface NativeFeatureTowerConfig {
+  /** Features per item (the item store's dim). */
+  dim: number;
+  /** Adapter layers after Linear(dim -> d) -> GELU: n x [Dropout, Linear(d -> d), GELU] (Table 5: 0 ... 12). */
+  adapterDepth: number;
+  /** The adapter's dropout; < 0 (default): the model's dropout. */
+  adapterDropout: number;
+  /** Items per pass when the whole item table is built. */
+  encodeBatch: number;
+}
+
 export interface NativeModelConfig {
   backbone: 'sasrec' | 'dssm';
-  /** Item tower: 'id' (learned ID embeddings) or 'text' (an encoder over each item's tokens; needs an ItemStore). */
-  itemTower: 'id' | 'text' | 'image';
+  /**
+   * Item tower: 'id' (learned ID embeddings), 'text' / 'image' (an encoder over each item's tokens / pixels,
+   * trained end to end), or 'features' (two-stage: cached frozen-encoder features + a trained adapter). The
+   * modality towers need an ItemStore.
+   */
+  itemTower: 'id' | 'text' | 'image' | 'features';
   /** itemTower 'text': the encoder. */
   text?: NativeTextTowerConfig;
   /** itemTower 'image': the encoder (pixels come from an ItemStore of images). */
   image?: NativeImageTowerConfig;
+  /** itemTower 'features': the adapter over the item store's features. */
+  features?: NativeFeatureTowerConfig;
+  /**
+   * ID + modality fusion: 'none' (default), 'add' (ID embedding + modality vector) or 'cat' (Dropout -> Linear(2d
+   * -> d) -> GELU over both), then fusionDepth x [Dropout, Linear, GELU]. Needs a modality item tower.
+   */
+  fusion: 'none' | 'add' | 'cat';
+  fusionDepth: number;
   /** Items are 1..numItems; 0 is padding. */
   numItems: number;
   /** DSSM only: number of users (user-ID embedding rows). */
@@ -208,7 +232,9 @@ export interface NativeSequences {
 export interface NativeItemStore {
   readonly numItems: number;
   readonly maxTokens: number;
-  readonly kind: 'tokens' | 'images';
+  readonly kind: 'tokens' | 'images' | 'features';
+  /** Feature stores: features per item. */
+  readonly dim: number;
 }
 
 export interface NativeImportReport {
@@ -247,7 +273,8 @@ export interface NativeAddon {
     options:
       | { numItems: number; maxTokens: number; tokens: Int32Array; lengths: Int32Array }
       | { numItems: number; height: number; width: number; pixels: Uint8Array }
-      | { numItems: number; height: number; width: number; file: string; offset?: number },
+      | { numItems: number; height: number; width: number; file: string; offset?: number }
+      | Record<string, unknown>,
   ) => NativeItemStore;
   fullRankingRanks(
     userVectors: Float32Array,

@@ -1,5 +1,5 @@
 // Per-item inputs of modality towers, held in native memory and handed to a model like Sequences: token ids
-// of each item's text, or each item's pixels (feature matrices join later). Row 0 is the padding item.
+// of each item's text, each item's pixels, or each item's frozen-encoder features. Row 0 is the padding item.
 #pragma once
 
 #include <torch/torch.h>
@@ -20,8 +20,12 @@ struct ItemStoreData {
   // memory-mapped image store file (pages are read from disk as batches touch them; never written).
   torch::Tensor pixels;
   int64_t height = 0, width = 0;
+  // Features (two-stage towers): float32 or float16 [numItems + 1, featureDim], owned or memory-mapped.
+  torch::Tensor features;
+  int64_t featureDim = 0;
   std::shared_ptr<void> mapping;  // keeps the file mapping alive as long as any model uses the store
   std::string file;               // the mapped file ("" when owned)
+  const char* kind() const { return features.defined() ? "features" : pixels.defined() ? "images" : "tokens"; }
 };
 
 }  // namespace morec

@@ -16,7 +16,8 @@ Napi::Function ItemStoreWrap::define(Napi::Env env) {
   return DefineClass(env, "ItemStore",
                      {InstanceAccessor<&ItemStoreWrap::numItems>("numItems"),
                       InstanceAccessor<&ItemStoreWrap::maxTokens>("maxTokens"),
-                      InstanceAccessor<&ItemStoreWrap::kind>("kind")});
+                      InstanceAccessor<&ItemStoreWrap::kind>("kind"),
+                      InstanceAccessor<&ItemStoreWrap::dim>("dim")});
 }
 
 namespace {
@@ -29,6 +30,33 @@ struct FileMapping {
     if (address != MAP_FAILED) munmap(address, bytes);
   }
 };
+
+// A read-only mapping of `file`, which must hold exactly offset + bytes bytes (`what` describes them in
+// errors); the mapping is kept alive by data.mapping. Returns the address of byte `offset`.
+void* mapFile(const std::string& file, int64_t offset, int64_t bytes, const std::string& what, ItemStoreData& data) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw MorecException(errno == ENOENT ? "ENOENT" : "EIO", file + ": cannot be opened (" + std::strerror(errno) + ")");
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw MorecException("EFORMAT", file + ": not a regular file");
+  }
+  if (int64_t(st.st_size) != offset + bytes) {
+    ::close(fd);
+    throw MorecException("EFORMAT", file + ": holds " + std::to_string(st.st_size) + " bytes but " + what + " (+ offset " +
+                                        std::to_string(offset) + ") need " + std::to_string(offset + bytes) +
+                                        " (truncated or from another data set)");
+  }
+  auto map = std::make_shared<FileMapping>();
+  map->bytes = size_t(st.st_size);
+  map->address = mmap(nullptr, map->bytes, PROT_READ, MAP_SHARED, fd, 0);
+  const int err = errno;
+  ::close(fd);
+  if (map->address == MAP_FAILED) throw MorecException("EIO", file + ": cannot be memory-mapped (" + std::strerror(err) + ")");
+  data.mapping = map;
+  data.file = file;
+  return static_cast<uint8_t*>(map->address) + offset;
+}
 
 // new ItemStore({ numItems, height, width, pixels: Uint8Array }) or ({ numItems, height, width, file, offset })
 void readImages(const Napi::Object& o, ItemStoreData& data) {
@@ -51,30 +79,35 @@ void readImages(const Napi::Object& o, ItemStoreData& data) {
   if (!fv.IsString()) throw invalidArg("Expected pixels (a Uint8Array) or file (an image store path) but received neither");
   const std::string file = fv.As<Napi::String>().Utf8Value();
   const int64_t offset = readInt(o, "offset", 0, 0, INT64_C(1) << 50);
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw MorecException(errno == ENOENT ? "ENOENT" : "EIO", file + ": cannot be opened (" + std::strerror(errno) + ")");
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw MorecException("EFORMAT", file + ": not a regular file");
+  const std::string what = std::to_string(data.numItems) + " items of 3 x " + std::to_string(data.height) + " x " +
+                           std::to_string(data.width) + " pixels";
+  data.pixels = torch::from_blob(mapFile(file, offset, bytes, what, data), {rows, 3, data.height, data.width}, torch::kUInt8);
+}
+
+// new ItemStore({ numItems, dim, features: Float32Array }) or ({ numItems, dim, file, dtype: 'float32' |
+// 'float16', offset }): (numItems + 1) x dim values, row 0 = padding.
+void readFeatures(const Napi::Object& o, ItemStoreData& data) {
+  data.featureDim = readInt(o, "dim", 0, 1, 1 << 20);
+  const int64_t rows = data.numItems + 1, D = data.featureDim;
+  if (o.Has("features")) {
+    auto a = readFloat32Array(o.Get("features"), "features");
+    if (int64_t(a.ElementLength()) != rows * D)
+      throw invalidArg("Expected features of (numItems + 1) x dim = " + std::to_string(rows * D) + " values but received " +
+                       std::to_string(a.ElementLength()));
+    data.features = torch::from_blob(a.Data(), {rows, D}, torch::kFloat).clone();
+    return;
   }
-  if (int64_t(st.st_size) != offset + bytes) {
-    ::close(fd);
-    throw MorecException("EFORMAT", file + ": holds " + std::to_string(st.st_size) + " bytes but " +
-                                        std::to_string(data.numItems) + " items of 3 x " + std::to_string(data.height) + " x " +
-                                        std::to_string(data.width) + " pixels (+ offset " + std::to_string(offset) + ") need " +
-                                        std::to_string(offset + bytes) + " (truncated or from another data set)");
-  }
-  auto map = std::make_shared<FileMapping>();
-  map->bytes = size_t(st.st_size);
-  map->address = mmap(nullptr, map->bytes, PROT_READ, MAP_SHARED, fd, 0);
-  const int err = errno;
-  ::close(fd);
-  if (map->address == MAP_FAILED) throw MorecException("EIO", file + ": cannot be memory-mapped (" + std::strerror(err) + ")");
-  data.pixels = torch::from_blob(static_cast<uint8_t*>(map->address) + offset, {rows, 3, data.height, data.width},
-                                 torch::kUInt8);
-  data.mapping = map;
-  data.file = file;
+  Napi::Value fv = o.Get("file");
+  if (!fv.IsString()) throw invalidArg("Expected features (a Float32Array) or file (a feature cache path) but received neither");
+  const std::string file = fv.As<Napi::String>().Utf8Value();
+  const std::string dtype = readString(o, "dtype", "float32");
+  if (dtype != "float32" && dtype != "float16")
+    throw invalidArg("Expected 'float32' or 'float16' for dtype but received '" + dtype + "'");
+  const auto type = dtype == "float16" ? torch::kHalf : torch::kFloat;
+  const int64_t offset = readInt(o, "offset", 0, 0, INT64_C(1) << 50);
+  const int64_t bytes = rows * D * (dtype == "float16" ? 2 : 4);
+  const std::string what = std::to_string(data.numItems) + " items of " + std::to_string(D) + " " + dtype + " features";
+  data.features = torch::from_blob(mapFile(file, offset, bytes, what, data), {rows, D}, type);
 }
 
 }  // namespace
@@ -85,6 +118,11 @@ ItemStoreWrap::ItemStoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     Napi::Object o = readObjectArg(info, 0, "options");
     auto data = std::make_shared<ItemStoreData>();
     data->numItems = readInt(o, "numItems", 0, 1, INT32_MAX - 1);
+    if (o.Has("dim")) {
+      readFeatures(o, *data);
+      data_ = std::move(data);
+      return;
+    }
     if (!o.Has("tokens")) {
       readImages(o, *data);
       data_ = std::move(data);
@@ -130,7 +168,10 @@ Napi::Value ItemStoreWrap::numItems(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(data_ ? data_->numItems : 0));
 }
 Napi::Value ItemStoreWrap::kind(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), data_ && data_->pixels.defined() ? "images" : "tokens");
+  return Napi::String::New(info.Env(), data_ ? data_->kind() : "tokens");
+}
+Napi::Value ItemStoreWrap::dim(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(data_ ? data_->featureDim : 0));
 }
 Napi::Value ItemStoreWrap::maxTokens(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(data_ ? data_->maxTokens : 0));

@@ -19,6 +19,7 @@ class ItemStoreWrap : public Napi::ObjectWrap<ItemStoreWrap> {
   Napi::Value numItems(const Napi::CallbackInfo& info);
   Napi::Value maxTokens(const Napi::CallbackInfo& info);
   Napi::Value kind(const Napi::CallbackInfo& info);
+  Napi::Value dim(const Napi::CallbackInfo& info);
   std::shared_ptr<const ItemStoreData> data_;
 };
 

@@ -220,7 +220,7 @@ static torch::Tensor itemIndices(ModelCore& core, const Napi::Value& v) {
 }
 
 static TextItemTower& textTower(ModelCore& core, const char* method) {
-  auto* tower = dynamic_cast<TextItemTower*>(&core.model->itemTower());
+  auto* tower = dynamic_cast<TextItemTower*>(&core.model->itemTower().modality());
   if (!tower)
     throw invalidArg(std::string(method) + " needs itemTower 'text' but this model has '" + core.model->config().itemTower + "'");
   return *tower;
@@ -253,18 +253,20 @@ static Napi::Object importReport(Napi::Env env, const ImportReport& report) {
   return out;
 }
 
-// The image encoder's pooled output for items (Int32Array of indices 1..numItems), no gradients:
-// { shape: [n, features], data: Float32Array }. train: run it in train mode (BatchNorm statistics update).
+// The modality encoder's pooled output for items (Int32Array of indices 1..numItems), no gradients:
+// { shape: [n, features], data: Float32Array }. Image: train runs it in train mode (BatchNorm statistics
+// update). Text: the configured pooling of the last layer, eval mode.
 Napi::Value ModelWrap::encoderFeatures(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    auto* tower = dynamic_cast<ImageItemTower*>(&core_->model->itemTower());
-    if (!tower)
-      throw invalidArg("encoderFeatures needs itemTower 'image' but this model has '" + core_->model->config().itemTower + "'");
+    auto* image = dynamic_cast<ImageItemTower*>(&core_->model->itemTower().modality());
+    auto* text = dynamic_cast<TextItemTower*>(&core_->model->itemTower().modality());
+    if (!image && !text)
+      throw invalidArg("encoderFeatures needs itemTower 'text' or 'image' but this model has '" + core_->model->config().itemTower + "'");
     auto items = itemIndices(*core_, info.Length() ? info[0] : info.Env().Undefined());
     const bool train = info.Length() > 1 && info[1].ToBoolean().Value();
     useThreads(core_->model->config().threads);
-    auto h = tower->features(items, train);
+    auto h = image ? image->features(items, train) : text->features(items);
     Napi::Object out = Napi::Object::New(info.Env());
     Napi::Array shape = Napi::Array::New(info.Env(), 2);
     for (uint32_t i = 0; i < 2; ++i) shape.Set(i, double(h.size(i)));
@@ -278,8 +280,8 @@ Napi::Value ModelWrap::encoderFeatures(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::loadEncoderWeights(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    auto* text = dynamic_cast<TextItemTower*>(&core_->model->itemTower());
-    auto* image = dynamic_cast<ImageItemTower*>(&core_->model->itemTower());
+    auto* text = dynamic_cast<TextItemTower*>(&core_->model->itemTower().modality());
+    auto* image = dynamic_cast<ImageItemTower*>(&core_->model->itemTower().modality());
     if (!text && !image)
       throw invalidArg("loadEncoderWeights needs itemTower 'text' or 'image' but this model has '" +
                        core_->model->config().itemTower + "'");

@@ -21,6 +21,8 @@
     "encoders/resnet.cc",
     "encoders/swin.cc",
     "models/image_item_tower.cc",
+    "models/feature_item_tower.cc",
+    "models/fusion_item_tower.cc",
     "models/item_tower.cc",
     "models/packed_attention.cc",
     "models/transformer_block.cc",

@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { describe, invalid, MorecError } from '../errors';
 import { cleanStaleTemps, tempSuffix } from '../data/temps';
 import { syncFolder } from '../io/safetensors';
+import { lockFolder } from '../io/lock';
 import { decodeImage, DECODE_TEXT, RESIZE_RULE_TEXT, RESIZE_RULES, ResizeRule } from './decode';
 
 export type MissingImagePolicy = 'error' | 'blank' | 'drop';
@@ -138,8 +139,6 @@ export const PIXEL_FILE = 'pixels.u8';
 export const INDEX_FILE = 'index.json';
 export const REPORT_FILE = 'report.tsv';
 export const PROGRESS_FILE = 'done.bits';
-export const LOCK_FILE = '.lock';
-const STALE_LOCK_MS = 60 * 60 * 1000;
 const GREY = 128;
 const MAX_SIZE = 4096;
 const OPTION_NAMES = ['size', 'policy', 'resize', 'concurrency', 'onProgress', 'signal', 'log'];
@@ -368,53 +367,6 @@ async function scanInputs(paths: (string | null | undefined)[], o: Resolved, abo
   return { fingerprint: hash.digest('hex'), kinds };
 }
 
-/**
- * One preparation per folder at a time: `.lock` holds "<host> <pid>". A lock whose process is gone (same host)
- * or that is over an hour old (another host) is taken over; a live one is EBUSY.
- */
-function lockStore(dir: string): () => void {
-  const lock = path.join(dir, LOCK_FILE);
-  const me = `${os.hostname()} ${process.pid}`;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      fs.writeFileSync(lock, me, { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw ioError(e, lock, 'cannot create the lock file');
-    }
-    let owner = '';
-    let age = 0;
-    try {
-      owner = fs.readFileSync(lock, 'utf8').trim();
-      age = Date.now() - fs.statSync(lock).mtimeMs;
-    } catch {
-      continue; // released meanwhile
-    }
-    const [host, pidText] = owner.split(' ');
-    const pid = Number(pidText);
-    const alive = host === os.hostname() ? Number.isInteger(pid) && pidAlive(pid) : age < STALE_LOCK_MS;
-    if (alive)
-      throw new MorecError('EBUSY', `${dir}: another preparation of this image store is running (${host === os.hostname() ? `process ${pid}` : `host ${host}, process ${pidText}`}; ${lock}); wait for it or stop it`);
-    fs.rmSync(lock, { force: true }); // stale: its process is gone
-  }
-  return () => {
-    try {
-      if (fs.readFileSync(lock, 'utf8').trim() === me) fs.rmSync(lock, { force: true });
-    } catch {
-      // already gone
-    }
-  };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Prepare
 
@@ -439,7 +391,7 @@ export async function prepareImageStore(paths: (string | null | undefined)[], di
     throw ioError(e, dir, 'cannot create the image store folder');
   }
   cleanStaleTemps(dir);
-  const release = lockStore(dir);
+  const release = lockFolder(dir, 'preparation of this image store');
   try {
     return await prepareLocked(paths, dir, o, abortError);
   } finally {

@@ -1,6 +1,8 @@
 #include "item_tower.h"
 
 #include "../common.h"
+#include "feature_item_tower.h"
+#include "fusion_item_tower.h"
 #include "id_item_tower.h"
 #include "image_item_tower.h"
 #include "text_item_tower.h"
@@ -10,9 +12,13 @@ namespace morec {
 std::shared_ptr<ItemTower> makeItemTower(const ModelConfig& config, std::shared_ptr<const ItemStoreData> store,
                                          const torch::Device& device, bool packed) {
   if (config.itemTower == "id") return std::make_shared<IdItemTower>(config);
-  if (config.itemTower == "text") return std::make_shared<TextItemTower>(config, std::move(store), device, packed);
-  if (config.itemTower == "image") return std::make_shared<ImageItemTower>(config, std::move(store), device);
-  throw invalidArg("unknown itemTower '" + config.itemTower + "'");
+  std::shared_ptr<ItemTower> modality;
+  if (config.itemTower == "text") modality = std::make_shared<TextItemTower>(config, std::move(store), device, packed);
+  else if (config.itemTower == "image") modality = std::make_shared<ImageItemTower>(config, std::move(store), device);
+  else if (config.itemTower == "features") modality = std::make_shared<FeatureItemTower>(config, std::move(store), device);
+  else throw invalidArg("unknown itemTower '" + config.itemTower + "'");
+  if (config.fusion == "none") return modality;
+  return std::make_shared<FusionItemTower>(config, std::move(modality));
 }
 
 torch::Tensor ItemTower::embedEachOnce(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& encode,

@@ -1,6 +1,6 @@
 // The item tower: how an item index becomes a d-dimensional vector. The same tower embeds the items of an
-// input sequence and the targets scored against it. Implementations: learned IDs, text encoders; image
-// encoders, frozen features + adapter and ID/modality fusion implement the same interface.
+// input sequence and the targets scored against it. Implementations: learned IDs, text encoders, image
+// encoders, frozen features + adapter (two-stage), and ID/modality fusion around any modality tower.
 //
 // The contract for heavy (encoder) towers: `embed` encodes each distinct item of its argument once and
 // gathers (inputs, positives and negatives of a batch share one unique -> encode -> gather); `embedAll`
@@ -31,7 +31,9 @@ class ItemTower : public torch::nn::Module {
   // Called after weights were replaced from outside (checkpoint load): drop anything derived from them.
   virtual void weightsChanged() {}
   // The dropout stream of the recommender (a tower with dropout inside draws from it).
-  void useDropout(Dropout* d) { dropout_ = d; }
+  virtual void useDropout(Dropout* d) { dropout_ = d; }
+  // The tower that holds the modality encoder (this one; fusion: the modality tower inside it).
+  virtual ItemTower& modality() { return *this; }
   virtual ~ItemTower() = default;
 
  protected:

@@ -213,6 +213,11 @@ void ModelConfig::resolve() {
     throw invalidArg("Expected sequenceLayout 'padded' or 'auto' on device '" + device + "' (the packed kernel is CPU-only)");
   if (itemTower == "text") text.resolve();
   if (itemTower == "image") image.resolve();
+  if (fusion != "none" && itemTower == "id")
+    throw invalidArg("Expected itemTower 'text', 'image' or 'features' with fusion '" + fusion +
+                     "' (fusion joins an ID embedding with a modality vector) but itemTower is 'id'");
+  if (fusion == "none" && fusionDepth > 0)
+    throw invalidArg("Expected fusion 'add' or 'cat' with fusionDepth " + std::to_string(fusionDepth) + " but fusion is 'none'");
 }
 
 ModelConfig ModelConfig::fromJs(const Napi::Object& o) {

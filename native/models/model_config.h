@@ -121,11 +121,35 @@ struct ImageTowerConfig {
   void resolve();
 };
 
+// Two-stage MoRec: each item's features from a frozen encoder (extracted once, cached, held on the model's
+// device) -> the adapter Linear(dim -> d) -> GELU, then adapterDepth x [Dropout, Linear(d -> d), GELU] (the
+// study's FC_Layers / MLP_Layers).
+struct FeatureTowerConfig {
+  int64_t dim = 0;              // required: the features per item (the item store's)
+  int64_t adapterDepth = 0;     // Table 5's "TS" layers: 0 .. 12 (more allowed)
+  double adapterDropout = -1.0; // < 0: the model's dropout
+  int64_t encodeBatch = 4096;   // items per pass when building the whole item table
+
+  template <class V>
+  void visit(V& v) {
+    v.integer("dim", dim, 1, 1 << 20, /*required=*/true);
+    v.integer("adapterDepth", adapterDepth, 0, 64);
+    v.number("adapterDropout", adapterDropout, -1.0, 0.95);
+    v.integer("encodeBatch", encodeBatch, 1, 1 << 24);
+  }
+};
+
 struct ModelConfig {
   std::string backbone = "sasrec";  // "sasrec" | "dssm"
-  std::string itemTower = "id";     // "id" | "text" | "image" (features, fusion towers extend ItemTower)
+  std::string itemTower = "id";     // "id" | "text" | "image" | "features" (two-stage: frozen features + adapter)
   TextTowerConfig text;             // itemTower "text"
   ImageTowerConfig image;           // itemTower "image"
+  FeatureTowerConfig features;      // itemTower "features"
+  // ID + modality fusion (the study's id_plus_mo): "none", or the modality tower's vector joined with a learned
+  // ID embedding by "add" (e + m) or "cat" (Dropout -> Linear(2d -> d) -> GELU over [e, m]), then
+  // fusionDepth x [Dropout, Linear, GELU]. Needs a modality item tower (text, image or features).
+  std::string fusion = "none";
+  int64_t fusionDepth = 0;
   int64_t numItems = 0;             // required: items are 1..numItems, 0 is padding
   int64_t numUsers = 0;             // DSSM user-ID embedding rows
   int64_t d = 64;
@@ -151,9 +175,12 @@ struct ModelConfig {
   template <class V>
   void visit(V& v) {
     v.choice("backbone", backbone, {"sasrec", "dssm"});
-    v.choice("itemTower", itemTower, {"id", "text", "image"});
+    v.choice("itemTower", itemTower, {"id", "text", "image", "features"});
     v.nested("text", text, itemTower == "text");
     v.nested("image", image, itemTower == "image");
+    v.nested("features", features, itemTower == "features");
+    v.choice("fusion", fusion, {"none", "add", "cat"});
+    v.integer("fusionDepth", fusionDepth, 0, 64);
     v.integer("numItems", numItems, 1, INT32_MAX - 1, /*required=*/true);
     v.integer("numUsers", numUsers, 0, INT32_MAX);
     v.integer("d", d, 1, INT32_MAX);

@@ -123,6 +123,12 @@ torch::Tensor TextItemTower::encode(const torch::Tensor& items) {
   return torch::gelu(projection_->forward(pooled));
 }
 
+torch::Tensor TextItemTower::features(const torch::Tensor& items) {
+  auto h = hiddenStates(items);  // padded rows are zero
+  if (c_.pooling == "cls") return h.select(1, 0).contiguous();
+  return h.sum(1) / lengths_.index_select(0, items).to(h.scalar_type()).unsqueeze(1);
+}
+
 torch::Tensor TextItemTower::hiddenStates(const torch::Tensor& items) {
   torch::NoGradGuard noGrad;
   const bool wasTraining = encoder_->is_training();

@@ -24,6 +24,9 @@ class TextItemTower : public ItemTower {
   // Last-layer hidden states [n, T, hidden] of items (int64 [n], each >= 1), T = their longest title;
   // eval mode, no gradients, never the frozen cache (for inspection and reference tests).
   torch::Tensor hiddenStates(const torch::Tensor& items);
+  // The pooled last layer ([CLS] or masked mean, as configured) [n, hidden] of items: what the projection
+  // reads, and what a frozen copy of this encoder gives the two-stage path. Eval mode, no gradients.
+  torch::Tensor features(const torch::Tensor& items);
   // Loads a Hugging Face BERT/RoBERTa state dict (any of the usual layouts) into the encoder; `file` names
   // the source in errors. Throws listing missing, unexpected and mis-shaped tensors.
   ImportReport importEncoder(const std::map<std::string, torch::Tensor>& stateDict, const std::string& file);
