@@ -24,3 +24,5 @@ export { trainRun, TrainConfig, RunOptions, RunOutcome, RunResults } from './run
 export { prepareImageStore, openImageStore, formatImageStoreReport, droppedItems, IMAGE_STATUS, describeImageStatus, decodeImage, ImageStore, ImageStoreOptions, MissingImagePolicy, ResizeRule } from './image';
 export { prepareImageTower, ImageTowerOptions, PreparedImageTower } from './image/image_tower';
 export { resolveImageEncoder, imageEncoderPresets, imageConfigFromHf, ImageEncoderSpec } from './image/encoders';
+export { extractFeatures, listFeatureCaches, openFeatureCache, prepareFeatureTower, featureTowerOrDropped, ExtractOptions, FeatureCache, FeatureInputs, FeatureTowerOptions, PreparedFeatureTower } from './features';
+export { exportEncoderOnnx, OnnxExportReport } from './onnx';

@@ -82,6 +82,16 @@ interface IndexJson extends Omit<FeatureCache, 'dir' | 'file' | 'status'> {
   created: string;
 }
 
+/** An ONNX file's declared inputs and outputs (read in a worker thread: loading a large model takes a while). */
+export async function probeOnnx(file: string): Promise<EncoderIo> {
+  const pool = new WorkerPool();
+  try {
+    return await pool.start({ file: path.resolve(file), threads: 1, provider: 'cpu' }, 1);
+  } finally {
+    await pool.close();
+  }
+}
+
 /** sha256 of a file, streamed. */
 export function hashFile(file: string): { sha256: string; bytes: number } {
   const h = createHash('sha256');

@@ -13,7 +13,7 @@ import { ItemStore } from '../item_store';
 import { NativeImageTowerConfig } from '../native';
 import { resolveImageEncoder } from './encoders';
 import { knownKeys } from '../validate';
-import { droppedItems, formatImageStoreReport, MissingImagePolicy, prepareImageStore } from './store';
+import { droppedItems, formatImageStoreReport, ImageStore, MissingImagePolicy, prepareImageStore } from './store';
 import { ResizeRule } from './decode';
 
 export interface ImageTowerOptions {
@@ -59,6 +59,8 @@ export interface DroppedImages {
 export interface PreparedImageTower {
   image: Partial<NativeImageTowerConfig>;
   items: ItemStore;
+  /** The image store the items' pixels are memory-mapped from. */
+  store: ImageStore;
   /** Weights file to load with Model.loadEncoderWeights, for pretrained encoders. */
   weights?: string;
   pretrained: boolean;
@@ -91,23 +93,44 @@ export async function prepareImageTower(data: Dataset, options: ImageTowerOption
   return r;
 }
 
-export async function imageTowerOrDropped(data: Dataset, options: ImageTowerOptions = {}): Promise<PreparedImageTower | DroppedImages> {
-  knownKeys(options, IMAGE_TOWER_OPTIONS, 'image tower');
+/** mean and std of a normalize option ('paper' by default). */
+export function normalization(name: 'paper' | 'imagenet' | undefined): { mean: number[]; std: number[] } {
+  const norm = NORMALIZE[name ?? 'paper'];
+  if (!norm) throw new MorecError('EINVAL', `Expected 'paper' or 'imagenet' for normalize but received ${JSON.stringify(name)}`);
+  return norm;
+}
+
+/**
+ * The data set's image store at `size` pixels (prepared once per data set, size, policy and resize rule, beside
+ * the data set's cache), or the items that policy 'drop' sets aside.
+ */
+export async function itemImages(
+  data: Dataset,
+  options: Pick<ImageTowerOptions, 'missingImage' | 'resize' | 'workDir' | 'onProgress' | 'signal' | 'log'> & { size: number },
+): Promise<{ store: ImageStore } | DroppedImages> {
   const paths = data.image;
   if (!paths || paths.every((p) => p === null || p === undefined))
     throw new MorecError('EINVAL', `data set ${data.name} has no item images: image MoRec needs an image per item (an images/ folder, or an image column in the items file)`);
+  const policy = options.missingImage ?? 'error';
+  const resize = options.resize ?? 'pil-bilinear';
+  const key = createHash('sha256').update(JSON.stringify([data.fingerprint, options.size, policy, resize])).digest('hex').slice(0, 16);
+  const dir = path.join(options.workDir ?? data.cacheDir ?? path.join(os.tmpdir(), 'morec'), `images-${key}`);
+  const store = await prepareImageStore(paths, dir, { size: options.size, policy, resize, onProgress: options.onProgress, signal: options.signal, log: options.log });
+  const dropped = droppedItems(store);
+  if (dropped.length) return { dropped: dropped.map((i) => data.itemIds[i - 1]), reportFile: store.report.reportFile, summary: [formatImageStoreReport(store)] };
+  return { store };
+}
+
+export async function imageTowerOrDropped(data: Dataset, options: ImageTowerOptions = {}): Promise<PreparedImageTower | DroppedImages> {
+  knownKeys(options, IMAGE_TOWER_OPTIONS, 'image tower');
   const spec = resolveImageEncoder(options.encoder ?? 'resnet-mini', options.arch);
   const pretrained = spec.weights !== undefined;
   const size = options.size ?? spec.config.imageSize;
-  const policy = options.missingImage ?? 'error';
+  const prepared = await itemImages(data, { ...options, size });
+  if ('dropped' in prepared) return prepared;
+  const { store } = prepared;
   const resize = options.resize ?? 'pil-bilinear';
-  const key = createHash('sha256').update(JSON.stringify([data.fingerprint, size, policy, resize])).digest('hex').slice(0, 16);
-  const dir = path.join(options.workDir ?? data.cacheDir ?? path.join(os.tmpdir(), 'morec'), `images-${key}`);
-  const store = await prepareImageStore(paths, dir, { size, policy, resize, onProgress: options.onProgress, signal: options.signal, log: options.log });
-  const dropped = droppedItems(store);
-  if (dropped.length) return { dropped: dropped.map((i) => data.itemIds[i - 1]), reportFile: store.report.reportFile, summary: [formatImageStoreReport(store)] };
-  const norm = NORMALIZE[options.normalize ?? 'paper'];
-  if (!norm) throw new MorecError('EINVAL', `Expected 'paper' or 'imagenet' for normalize but received ${JSON.stringify(options.normalize)}`);
+  const norm = normalization(options.normalize);
   const image: Partial<NativeImageTowerConfig> = { ...spec.config, imageSize: size, mean: norm.mean, std: norm.std };
   if (options.finetuneTopStages !== undefined) image.finetuneTopStages = options.finetuneTopStages;
   if (options.freezeBatchNorm !== undefined) image.freezeBatchNorm = options.freezeBatchNorm;
@@ -120,5 +143,5 @@ export async function imageTowerOrDropped(data: Dataset, options: ImageTowerOpti
     `image tower ${label}: ${spec.config.arch} (${spec.config.arch === 'resnet' ? `${spec.config.block} blocks ` : ''}depths ${spec.config.depths.join(',')}, width ${spec.config.width}), ${size}x${size} pixels, normalized with mean ${norm.mean.join('/')} std ${norm.std.join('/')}${spec.guessed ? `; ${spec.guessed}` : ''}`,
     formatImageStoreReport(store),
   ];
-  return { image, items, weights: spec.weights, pretrained, label, summary };
+  return { image, items, store, weights: spec.weights, pretrained, label, summary };
 }

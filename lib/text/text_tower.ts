@@ -65,7 +65,7 @@ export function buildWordVocab(texts: readonly (string | null | undefined)[], ma
  * data set's fingerprint, the tokenizer's fingerprint, maxTokens and the missing-text policy. A cache file of
  * the wrong size is ignored and rewritten.
  */
-function tokenizedItems(data: Dataset, texts: (string | null)[], tokenizer: TextTokenizer, maxTokens: number, missingText: MissingTextPolicy) {
+export function tokenizedItems(data: Dataset, texts: (string | null)[], tokenizer: TextTokenizer, maxTokens: number, missingText: MissingTextPolicy) {
   const key = createHash('sha256').update(JSON.stringify([data.fingerprint, tokenizer.fingerprint, maxTokens, missingText])).digest('hex').slice(0, 16);
   const file = data.cacheDir ? path.join(data.cacheDir, `tokens-${key}.i32`) : undefined;
   const rows = texts.length + 1;
