@@ -21,7 +21,8 @@ import { describeProtocol, Protocol } from './protocol';
 import { fit, FitState } from './train/fit';
 import { prepareTextTower, TextTowerOptions } from './text/text_tower';
 import { encoderParameterCount } from './text/encoder';
-import { ImageTowerOptions, imageTowerOrDropped, PreparedImageTower } from './image/image_tower';
+import { DroppedImages, ImageTowerOptions, imageTowerOrDropped, PreparedImageTower } from './image/image_tower';
+import { featureTowerOrDropped, FeatureTowerOptions, PreparedFeatureTower } from './features/feature_tower';
 
 export interface TrainConfig {
   name?: string;
@@ -55,6 +56,8 @@ export interface TrainConfig {
   text?: TextTowerOptions;
   /** itemTower 'image': encoder, image size and normalization, missing-image policy (ImageTowerOptions). */
   image?: Omit<ImageTowerOptions, 'onProgress' | 'signal' | 'log'>;
+  /** itemTower 'features' (two-stage): the frozen encoder, its inputs, the adapter depth (FeatureTowerOptions). */
+  features?: Omit<FeatureTowerOptions, 'onProgress' | 'signal' | 'log' | 'seed'>;
   /** Evaluation protocol details beyond L and the minimum length (see lib/protocol.ts). */
   protocol?: Pick<Protocol, 'name' | 'maskRepeatedTarget'>;
   threads?: number;
@@ -201,19 +204,26 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   let dropItems = stored?.droppedItems;
   let data: Dataset = await prepareDataset(cfg.dataset, { ...prepare, ...(dropItems ? { dropItems } : {}) });
   const text = cfg.model.itemTower === 'text' ? asUsage(() => prepareTextTower(data, cfg.text)) : undefined;
+  // Image and two-stage towers may find items without a usable image (missingImage 'drop'): the data set is
+  // then prepared again without those items (the load report says so) and the tower built on it.
   let image: PreparedImageTower | undefined;
-  if (cfg.model.itemTower === 'image') {
-    const imageOptions = { ...cfg.image, signal: options.signal, log, onProgress: options.onLoad ? (done: number, total: number) => options.onLoad!(done / total, 'images') : undefined };
-    let r = await imageTowerOrDropped(data, imageOptions);
+  let features: PreparedFeatureTower | undefined;
+  const onImages = options.onLoad ? (done: number, total: number) => options.onLoad!(done / total, 'images') : undefined;
+  const modality = (d: Dataset): Promise<PreparedImageTower | PreparedFeatureTower | DroppedImages> =>
+    cfg.model.itemTower === 'image'
+      ? imageTowerOrDropped(d, { ...cfg.image, signal: options.signal, log, onProgress: onImages })
+      : featureTowerOrDropped(d, { ...cfg.features, seed: cfg.seed, threads: cfg.features?.threads ?? cfg.threads, signal: options.signal, log, onProgress: options.onLoad ? (done, total) => options.onLoad!(done / total, 'features') : undefined });
+  if (cfg.model.itemTower === 'image' || cfg.model.itemTower === 'features') {
+    let r = await modality(data);
     if ('dropped' in r) {
-      // missingImage 'drop': the data set is prepared again without those items (the load report says so).
       for (const line of r.summary) log(line);
       dropItems = { ids: r.dropped, reason: `no usable image, missingImage 'drop'; listed in ${r.reportFile}` };
       data = await prepareDataset(cfg.dataset, { ...prepare, dropItems });
-      r = await imageTowerOrDropped(data, imageOptions);
+      r = await modality(data);
       if ('dropped' in r) throw new MorecError('EINVAL', `${cfg.dataset}: ${r.dropped.length} items still have no usable image after removing the others (see ${r.reportFile})`);
     }
-    image = r;
+    if ('image' in r) image = r;
+    else features = r;
   }
   for (const line of formatLoadReport(data.report)) log(line);
   const seqs = data.sequences;
@@ -222,8 +232,9 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
   if (text) log(text.summary);
   if (image) for (const line of image.summary) log(line);
-  const tower = text ?? image;
-  const items = text?.items ?? image?.items;
+  if (features) for (const line of features.summary) log(line);
+  const tower = text ?? image ?? features;
+  const items = text?.items ?? image?.items ?? features?.items;
   let model: Model;
   let state: FitState | undefined;
   if (stored) {
@@ -239,6 +250,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
           ...cfg.model,
           ...(text ? { text: text.text as ModelConfig['text'] } : {}),
           ...(image ? { image: image.image as ModelConfig['image'] } : {}),
+          ...(features ? { features: features.features as ModelConfig['features'] } : {}),
           numItems: seqs.numItems,
           numUsers: seqs.users,
           maxLen: cfg.maxLen,
@@ -248,7 +260,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
         { items },
       ),
     );
-    if (tower?.weights) {
+    if (tower && 'weights' in tower && tower.weights) {
       const report = model.loadEncoderWeights(tower.weights);
       const ignored = report.ignored.length ? `: ${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''}` : '';
       log(`loaded ${report.loaded} encoder tensors from ${tower.weights} (ignored ${report.ignored.length}${ignored})`);

@@ -17,6 +17,9 @@ import { writeReport } from '../report/report';
 import { studyMain } from './study_command';
 import { prepareImageTower } from '../image/image_tower';
 import { prepareTextTower } from '../text/text_tower';
+import { listFeatureCaches } from '../features/extract';
+import { prepareFeatureTower } from '../features/feature_tower';
+import { exportEncoderFile } from '../onnx/export_file';
 
 function dataOptions<T>(y: Argv<T>) {
   return y
@@ -46,6 +49,42 @@ function fromOptions<T>(fn: () => T): T {
   }
 }
 
+/** The two-stage tower's options from --feature-encoder and the text/image input flags they share. */
+function featureOptionsFromArgs(args: Record<string, unknown>): NonNullable<TrainConfig['features']> {
+  return {
+    encoder: args['feature-encoder'] as string,
+    adapterDepth: args['adapter-depth'] as number,
+    ...(args['feature-modality'] ? { modality: args['feature-modality'] as 'text' | 'image' } : {}),
+    pooling: args.pooling as 'cls' | 'mean',
+    dtype: args['feature-dtype'] as 'float32' | 'float16',
+    workers: args['extract-workers'] as number,
+    ...(args['onnx-provider'] !== 'cpu' ? { provider: args['onnx-provider'] as 'cuda' } : {}),
+    ...(args.tokenizer ? { tokenizer: args.tokenizer as string } : {}),
+    maxTokens: args['max-tokens'] as number,
+    ...(args['image-arch'] ? { arch: args['image-arch'] as string } : {}),
+    ...(args['image-size'] ? { size: args['image-size'] as number } : {}),
+    normalize: args['image-normalize'] as 'paper' | 'imagenet',
+    missingImage: args['missing-image'] as 'error' | 'blank' | 'drop',
+  };
+}
+
+/** Flags of the two-stage tower (train and extract). */
+function featureFlags<T>(y: Argv<T>) {
+  return y
+    .option('feature-encoder', { type: 'string', default: 'bert-tiny', describe: 'two-stage: the frozen encoder: an .onnx file, a folder with model.onnx (+ tokenizer), or a text/image preset, Hugging Face folder or weights file (exported to ONNX first)' })
+    .option('feature-modality', { choices: ['text', 'image'] as const, describe: "two-stage: what the encoder reads (default: from the ONNX inputs, or the encoder's kind)" })
+    .option('feature-dtype', { choices: ['float32', 'float16'] as const, default: 'float32' as const, describe: 'two-stage: how the cached features are stored' })
+    .option('extract-workers', { type: 'number', default: 1, describe: 'two-stage: worker threads extracting features, each with its own ONNX Runtime session' })
+    .option('onnx-provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: "two-stage: ONNX Runtime's execution provider for extraction" })
+    .option('tokenizer', { type: 'string', describe: "text: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
+    .option('max-tokens', { type: 'number', default: 30, describe: 'text: tokens per title, [CLS] and [SEP] included' })
+    .option('pooling', { choices: ['cls', 'mean'] as const, default: 'cls' as const, describe: 'text: last-layer [CLS] or masked mean' })
+    .option('image-arch', { type: 'string', describe: "image: the preset describing a weights file's architecture (default: guessed from the file name, and said so)" })
+    .option('image-size', { type: 'number', describe: "image: pixels per side (default: the encoder's, 224 for the public ones)" })
+    .option('image-normalize', { choices: ['paper', 'imagenet'] as const, default: 'paper' as const, describe: "image: mean = std = 0.5 (the study's code) or ImageNet statistics" })
+    .option('missing-image', { choices: ['error', 'blank', 'drop'] as const, default: 'error' as const, describe: 'image: an item whose image is missing or corrupt stops the run (error), gets a grey image (blank), or is removed from the data set with its interactions (drop); blank and drop are counted in the load summary and listed in report.tsv' });
+}
+
 function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
   let cfg: TrainConfig = {
     dataset: args.dataset as string,
@@ -62,7 +101,8 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
       heads: args.heads as number,
       dropout: args.dropout as number,
       dssmDepth: args['dssm-depth'] as number,
-      itemTower: args['item-tower'] as 'id' | 'text' | 'image',
+      itemTower: args['item-tower'] as 'id' | 'text' | 'image' | 'features',
+      ...(args.fusion !== 'none' ? { fusion: args.fusion as 'add' | 'cat', fusionDepth: args['fusion-depth'] as number } : {}),
     },
     train: {
       batchSize: args['batch-size'] as number,
@@ -100,6 +140,7 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
             missingImage: args['missing-image'] as 'error' | 'blank' | 'drop',
           }
         : undefined,
+    features: args['item-tower'] === 'features' ? featureOptionsFromArgs(args) : undefined,
     threads: args.threads as number | undefined,
   };
   if (args.config) {
@@ -112,16 +153,17 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
     }
     if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
       throw usage(`${file}: expected a JSON object {dataset, maxLen, seed, model: {...}, train: {...}} but found ${fromFile === null ? 'null' : Array.isArray(fromFile) ? 'an array' : typeof fromFile}`);
-    for (const k of ['model', 'train', 'text', 'image'] as const)
+    for (const k of ['model', 'train', 'text', 'image', 'features'] as const)
       if (fromFile[k] !== undefined && (typeof fromFile[k] !== 'object' || fromFile[k] === null || Array.isArray(fromFile[k])))
         throw usage(`${file}: expected an object for ${k}`);
-    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'image', 'threads'];
+    const known = ['name', 'dataset', 'maxLen', 'minSeqLen', 'keepDuplicates', 'warm', 'seed', 'scale', 'model', 'train', 'text', 'image', 'features', 'threads'];
     for (const k of Object.keys(fromFile)) if (!known.includes(k)) throw usage(`${file}: unknown key ${k}${didYouMean(k, known)} (expected ${known.join(', ')})`);
     const trainKeys = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'epochs', 'patience', 'patienceGrowth', 'gradAccum', 'loss', 'validationsPerEpoch'];
     for (const k of Object.keys(fromFile.train ?? {})) if (!trainKeys.includes(k)) throw usage(`${file}: unknown key train.${k}${didYouMean(k, trainKeys)} (expected ${trainKeys.join(', ')})`);
     cfg = { ...cfg, ...fromFile, model: { ...cfg.model, ...fromFile.model }, train: { ...cfg.train, ...fromFile.train } };
     if (cfg.model.itemTower === 'text') cfg.text = { encoder: 'bert-tiny', ...fromFile.text };
     if (cfg.model.itemTower === 'image') cfg.image = { encoder: 'resnet-mini', ...fromFile.image };
+    if (cfg.model.itemTower === 'features') cfg.features = { encoder: 'bert-tiny', ...fromFile.features };
   }
   const t = cfg.train;
   fromOptions(() => {
@@ -206,7 +248,8 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
   // tower the items' pixels (the image store prepared with the run's size and policy, reused when present).
   const text = runConfig.model?.itemTower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
   const image = runConfig.model?.itemTower === 'image' ? await prepareImageTower(data, { ...runConfig.image, encoder: undefined, arch: undefined, size: runConfig.model.image?.imageSize }) : undefined;
-  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items ?? image?.items, inference: true });
+  const features = runConfig.model?.itemTower === 'features' ? await prepareFeatureTower(data, { ...runConfig.features, seed: runConfig.seed }) : undefined;
+  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items ?? image?.items ?? features?.items, inference: true });
   if (data.sequences.numItems !== model.config.numItems)
     throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   const bar = new ProgressBar(args.quiet as boolean);
@@ -249,10 +292,46 @@ async function dataCommand(args: Record<string, unknown>): Promise<void> {
     hasText: !!data.text,
     hasImages: !!data.image,
     popularityBaseline: { 'test HR@10': pop['HR@10'], 'test NDCG@10': pop['NDCG@10'] },
+    featureCaches: data.cacheDir
+      ? listFeatureCaches(data.cacheDir).map((c) => ({ dir: c.dir, items: c.numItems, dim: c.dim, dtype: c.dtype, kind: c.kind, pooling: c.pooling, encoder: c.encoder.file, encoderSha256: c.encoder.sha256.slice(0, 16), extractSeconds: c.seconds }))
+      : [],
     loadReport: formatLoadReport(data.report),
     load: data.report,
   };
   console.log(JSON.stringify(summary, null, 2));
+}
+
+async function extractCommand(args: Record<string, unknown>): Promise<void> {
+  const bar = new ProgressBar(args.quiet as boolean);
+  const stop = stopOnSignals();
+  try {
+    const data = await prepareDataset(args.dataset as string, {
+      maxLen: args['max-len'] as number,
+      minSeqLen: args['min-seq-len'] as number,
+      keepDuplicates: args['keep-duplicates'] as boolean,
+      ...(args.warm ? { warm: args.warm as number } : {}),
+      strict: args.strict as boolean,
+      synthetic: { seed: args.seed as number, scale: args.scale as number },
+      onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
+    });
+    const t = await prepareFeatureTower(data, {
+      ...fromOptions(() => featureOptionsFromArgs(args)),
+      seed: args.seed as number,
+      ...(args.threads ? { threads: args.threads as number } : {}),
+      signal: stop.signal,
+      log: (line) => bar.log(line),
+      onProgress: (done, total) => bar.update('extracting', done, total, 'items'),
+    });
+    for (const line of t.summary) bar.log(line);
+    const c = t.cache;
+    console.log(JSON.stringify({ dataset: data.name, fingerprint: data.fingerprint, cache: c.dir, file: c.file, status: c.status, items: c.numItems, dim: c.dim, dtype: c.dtype, pooling: c.pooling, output: c.output, encoder: c.encoder, itemsPerSecond: c.itemsPerSecond, seconds: c.seconds, workers: c.workers }, null, 2));
+  } catch (e) {
+    const sig = stop.received();
+    if (sig && e instanceof MorecError && e.code === 'EABORT') throw new MorecError('EABORT', `${sig}: extraction stopped; run the same command again to resume it`, { cause: e });
+    throw e;
+  } finally {
+    stop.dispose();
+  }
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -260,7 +339,7 @@ export async function main(argv: string[]): Promise<void> {
     .scriptName('morec')
     .usage('$0 <command> [options]')
     .command('train', 'train one model to early stop; writes runs/<name>/ (config.json, metrics.jsonl, checkpoint/, results.json)', (y) =>
-      dataOptions(y)
+      featureFlags(dataOptions(y))
         .option('config', { type: 'string', describe: 'JSON file with {dataset, maxLen, seed, model: {...}, train: {...}}; overrides flags' })
         .option('name', { type: 'string', describe: 'run name (default: backbone + time)' })
         .option('runs-dir', { type: 'string', default: 'runs', describe: 'parent folder of run folders' })
@@ -270,20 +349,16 @@ export async function main(argv: string[]): Promise<void> {
         .option('heads', { type: 'number', default: 2, describe: 'SASRec attention heads' })
         .option('dropout', { type: 'number', default: 0.1 })
         .option('dssm-depth', { type: 'number', default: 0, describe: 'DSSM user MLP depth' })
-        .option('item-tower', { choices: ['id', 'text', 'image'] as const, default: 'id' as const, describe: 'items as learned IDs, encoded from their titles (text MoRec) or from their images (image MoRec), end to end' })
+        .option('item-tower', { choices: ['id', 'text', 'image', 'features'] as const, default: 'id' as const, describe: 'items as learned IDs, encoded from their titles (text MoRec) or images (image MoRec) end to end, or two-stage: frozen-encoder features (--feature-encoder, extracted once and cached) through a trained adapter' })
+        .option('adapter-depth', { type: 'number', default: 0, describe: "two-stage: adapter layers after Linear + GELU (the paper's Table 5: 0, 2, 6, 8, 10, 12)" })
+        .option('fusion', { choices: ['none', 'add', 'cat'] as const, default: 'none' as const, describe: 'join a learned ID embedding to the modality vector (text, image or features tower): add, or cat + Linear + GELU' })
+        .option('fusion-depth', { type: 'number', default: 0, describe: 'fusion: MLP layers after the join' })
         .option('text-encoder', { type: 'string', default: 'bert-tiny', describe: 'text tower: a preset in models/ (from scratch) or a Hugging Face checkpoint folder to fine-tune' })
-        .option('tokenizer', { type: 'string', describe: "text tower: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
-        .option('max-tokens', { type: 'number', default: 30, describe: 'text tower: tokens per title, [CLS] and [SEP] included' })
-        .option('pooling', { choices: ['cls', 'mean'] as const, default: 'cls' as const, describe: 'text tower: last-layer [CLS] or masked mean' })
         .option('finetune-top-layers', { type: 'number', describe: 'text tower: train only the top N encoder layers (default: all)' })
         .option('cache-frozen', { type: 'boolean', default: false, describe: 'text/image tower: compute the frozen layers once per item (with --finetune-top-layers / --finetune-top-stages)' })
         .option('image-encoder', { type: 'string', default: 'resnet-mini', describe: 'image tower: a preset in models/ (from scratch: resnet-mini, resnet18/34/50, swin-t, swin-b), a torchvision/timm weights file (.pth/.safetensors) or a Hugging Face Swin folder to fine-tune' })
-        .option('image-arch', { type: 'string', describe: "image tower: the preset describing a weights file's architecture (default: guessed from the file name, and said so)" })
-        .option('image-size', { type: 'number', describe: "image tower: pixels per side (default: the encoder's, 224 for the public ones)" })
-        .option('image-normalize', { choices: ['paper', 'imagenet'] as const, default: 'paper' as const, describe: "image tower: mean = std = 0.5 (the study's code) or ImageNet statistics" })
         .option('finetune-top-stages', { type: 'number', describe: 'image tower: train only the top N stages (default: all)' })
         .option('freeze-batch-norm', { type: 'boolean', default: false, describe: 'image tower: BatchNorm keeps its running statistics while training' })
-        .option('missing-image', { choices: ['error', 'blank', 'drop'] as const, default: 'error' as const, describe: 'image tower: an item whose image is missing or corrupt stops the run (error), gets a grey image (blank), or is removed from the data set with its interactions (drop); blank and drop are counted in the load summary and listed in report.tsv' })
         .option('encoder-lr', { type: 'number', describe: 'learning rate of the text encoder (default 1e-4)' })
         .option('encoder-weight-decay', { type: 'number', describe: 'weight decay of the text encoder (default: --weight-decay)' })
         .option('batch-size', { type: 'number', default: 128 })
@@ -311,7 +386,20 @@ export async function main(argv: string[]): Promise<void> {
         .option('quiet', { type: 'boolean', default: false, alias: 'q' }),
       (a) => evaluate(a),
     )
-    .command('data', 'prepare a data set (cached) and print its summary: counts, lengths, popularity', (y) => dataOptions(y), (a) => dataCommand(a))
+    .command('data', 'prepare a data set (cached) and print its summary: counts, lengths, popularity, feature caches', (y) => dataOptions(y), (a) => dataCommand(a))
+    .command('extract', "two-stage: run a frozen encoder (ONNX, or a morec encoder exported to ONNX) over every item into the data set's feature cache (reused by train --item-tower features; resumes when interrupted)", (y) =>
+      featureFlags(dataOptions(y)).option('threads', { type: 'number', describe: 'intra-op threads per worker (default: the cores divided among the workers)' }),
+      (a) => extractCommand(a),
+    )
+    .command('export-onnx', 'write a text or image encoder (a Hugging Face BERT/RoBERTa/Swin folder, a torchvision weights file, or a preset with seeded initial weights) as the ONNX file the two-stage path reads', (y) =>
+      y
+        .option('encoder', { type: 'string', demandOption: true, describe: 'Hugging Face folder, weights file (.pth/.safetensors) or preset name' })
+        .option('out', { type: 'string', demandOption: true, describe: 'the .onnx file to write' })
+        .option('image-arch', { type: 'string', describe: "the preset describing a weights file's architecture (default: guessed from its name)" })
+        .option('image-size', { type: 'number', describe: 'Swin: pixels per side the graph is built for (default: the encoder\'s)' })
+        .option('seed', { type: 'number', default: 42, describe: "a preset's initial weights" }),
+      async (a) => console.log(JSON.stringify(fromOptions(() => exportEncoderFile(a.encoder as string, a.out as string, { arch: a['image-arch'] as string | undefined, size: a['image-size'] as number | undefined, seed: a.seed as number })), null, 2)),
+    )
     .command('study', 'the default study (same as node train.js; see morec study --help)', (y) => y.help(false).version(false).strict(false), async () => {
       await studyMain(argv.slice(1), 'morec study');
     })
@@ -323,7 +411,7 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command('info', 'libtorch version, threads, CUDA', () => {}, () => console.log(JSON.stringify(loadAddon().torchInfo(), null, 2)))
-    .demandCommand(1, 'Expected a command: train, eval, data, study, report or info')
+    .demandCommand(1, 'Expected a command: train, eval, data, extract, export-onnx, study, report or info')
     .strict()
     .fail((msg, err) => {
       throw err ?? new MorecError('EUSAGE', msg);
