@@ -318,7 +318,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     name,
     dataset: data.name,
     fingerprint: data.fingerprint,
-    itemTower: tower ? tower.label : 'id',
+    itemTower: tower ? tower.label + (cfg.model.fusion && cfg.model.fusion !== 'none' ? ` + ID (${cfg.model.fusion})` : '') : 'id',
     pretrained: tower ? tower.pretrained : null,
     encoderParameters: model.config.text ? encoderParameterCount(model.config.text) : image ? imageEncoderParameters(model) : null,
     bestEpoch: result.bestEpoch + 1,

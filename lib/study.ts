@@ -17,21 +17,37 @@ import { metrics } from './metrics';
 import { FitOptions } from './train/fit';
 import { TextTowerOptions } from './text/text_tower';
 import { ImageTowerOptions } from './image/image_tower';
-import { resolveTextEncoder } from './text/encoder';
+import { MODELS_DIR, resolveTextEncoder } from './text/encoder';
+import { onnxFileOf } from './features/feature_tower';
 import { writeAtomic } from './io/safetensors';
 import { DataKind, GridValues, paperGrid, ProtocolName, protocolFor } from './protocol';
 import { RunOutcome, RunResults, TrainConfig, trainRun } from './run';
 
 export interface ModelPreset {
   backbone: 'sasrec' | 'dssm';
-  itemTower: 'id' | 'text' | 'image';
+  itemTower: 'id' | 'text' | 'image' | 'features';
   /** itemTower 'text': the encoder and tokenization (StudyOptions.textEncoder overrides the encoder). */
   text?: TextTowerOptions;
   /** itemTower 'image': the encoder and image size (StudyOptions.imageEncoder overrides the encoder). */
   image?: TrainConfig['image'];
+  /** itemTower 'features' (two-stage): the frozen encoder and the adapter (StudyOptions.featureEncoder overrides the encoder). */
+  features?: TrainConfig['features'];
   paradigm: 'id' | 'e2e' | 'ts';
   config: Partial<ModelConfig>;
   train: FitOptions;
+}
+
+// Two-stage text rows: the text rows' encoder, frozen (a preset keeps the initial weights of the study's seed, the
+// same an E2E row starts from), its features extracted once with ONNX Runtime, and a trained adapter of n layers.
+function tsPreset(backbone: 'sasrec' | 'dssm', adapterDepth: number, fusion?: 'add' | 'cat'): ModelPreset {
+  return {
+    backbone,
+    itemTower: 'features',
+    features: { encoder: 'bert-tiny', pooling: 'mean', adapterDepth },
+    paradigm: 'ts',
+    config: backbone === 'sasrec' ? { d: 64, blocks: 2, heads: 2, dropout: 0.1, ...(fusion ? { fusion } : {}) } : { d: 64, dssmDepth: 0, ...(fusion ? { fusion } : {}) },
+    train: backbone === 'sasrec' ? { batchSize: 128, lr: 1e-3, weightDecay: 0.1 } : { batchSize: 512, lr: 1e-3, weightDecay: 0.1 },
+  };
 }
 
 /** The rows of the study; MoRec presets (text, image, two-stage) join this table. */
@@ -96,6 +112,15 @@ export const MODEL_PRESETS: Record<string, ModelPreset> = {
     config: { d: 64, dssmDepth: 0 },
     train: { batchSize: 2048, lr: 1e-2, encoderLr: 3e-3, weightDecay: 0.1 },
   },
+  // Two-stage (Table 5's TS rows): the adapter over frozen text features, 0 and 8 layers; the depth series
+  // (2, 6, 10, 12) comes from StudyOptions.adapterDepths.
+  'sasrec-ts0': tsPreset('sasrec', 0),
+  'sasrec-ts8': tsPreset('sasrec', 8),
+  'dssm-ts0': tsPreset('dssm', 0),
+  'dssm-ts8': tsPreset('dssm', 8),
+  // ID + modality fusion over the frozen features (the study's id_plus_mo two-stage towers).
+  'sasrec-ts-add': tsPreset('sasrec', 0, 'add'),
+  'sasrec-ts-cat': tsPreset('sasrec', 0, 'cat'),
 };
 
 export interface StudyDataset {
@@ -118,6 +143,7 @@ export interface StudyModel {
   train?: Partial<TrainConfig['train']>;
   text?: TextTowerOptions;
   image?: TrainConfig['image'];
+  features?: TrainConfig['features'];
   /** This model's own grid (replaces the study's). */
   grid?: GridValues | 'paper';
 }
@@ -153,6 +179,16 @@ export interface StudyOptions {
   imageEncoder?: string;
   /** Text rows: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles). */
   tokenizer?: string;
+  /**
+   * Two-stage rows: the frozen encoder (an .onnx file, a folder with model.onnx, or anything textEncoder takes;
+   * default: textEncoder, so TS and E2E rows share one encoder).
+   */
+  featureEncoder?: string;
+  /**
+   * Table 5's adapter-depth series: each two-stage row of the study (sasrec-ts0, ...) runs once per depth, as
+   * <backbone>-ts<depth> (e.g. [2, 6, 8, 10, 12]).
+   */
+  adapterDepths?: number[];
   log?: (line: string) => void;
   signal?: AbortSignal;
 }
@@ -231,6 +267,22 @@ export function dataKindOf(data: Pick<Dataset, 'format' | 'name' | 'image' | 'te
   return data.image && !data.text ? 'vision' : 'text';
 }
 
+/** Whether a feature encoder reads titles (text presets, BERT/RoBERTa folders, ONNX with input_ids by name). */
+function featureModality(encoder: string, tokenizer?: string): 'text' | 'image' {
+  const onnx = onnxFileOf(encoder);
+  if (onnx) return tokenizer || (onnx.folder && ['tokenizer.json', 'vocab.txt', 'vocab.json'].some((f) => fs.existsSync(path.join(onnx.folder!, f)))) ? 'text' : 'image';
+  try {
+    resolveTextEncoder(encoder);
+    return 'text';
+  } catch {
+    return 'image';
+  }
+}
+
+function isPreset(encoder: string): boolean {
+  return !encoder.includes('/') && fs.existsSync(path.join(MODELS_DIR, `${encoder}.json`));
+}
+
 function datasetLabel(ds: StudyDataset): string {
   const base = ds.label ?? (ds.path === 'synthetic' ? 'synthetic' : path.basename(path.resolve(ds.path)).replace(/\.[a-z]+$/, ''));
   return ds.warm && !ds.label ? `${base}-warm${ds.warm}` : base;
@@ -240,7 +292,22 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   const log = options.log ?? (() => {});
   const seed = options.seed ?? 42;
   const datasets: StudyDataset[] = (options.datasets ?? [options.dataset ?? 'synthetic']).map((d) => (typeof d === 'string' ? { path: d } : d));
-  const models = (options.models ?? Object.keys(MODEL_PRESETS)).map(resolveModel);
+  let modelSpecs = options.models ?? Object.keys(MODEL_PRESETS);
+  if (options.adapterDepths !== undefined) {
+    const depths = options.adapterDepths;
+    if (!Array.isArray(depths) || depths.length === 0 || depths.some((n) => !Number.isInteger(n) || n < 0 || n > 64))
+      throw new MorecError('EINVAL', `Expected a non-empty array of integers in 0..64 for adapterDepths but received ${JSON.stringify(depths)}`);
+    // Each two-stage row without fusion becomes one row per depth (its preset's other settings kept).
+    const seen = new Set<string>();
+    modelSpecs = modelSpecs.flatMap((m) => {
+      const r = resolveModel(m);
+      if (r.preset.itemTower !== 'features' || r.preset.config.fusion) return [m];
+      return depths
+        .map((n): StudyModel => ({ ...r.spec, name: `${r.preset.backbone}-ts${n}`, preset: r.spec.preset ?? r.name, features: { ...r.spec.features, adapterDepth: n } }))
+        .filter((x) => !seen.has(x.name) && (seen.add(x.name), true));
+    });
+  }
+  const models = modelSpecs.map(resolveModel);
   if (models.length === 0) throw new MorecError('EINVAL', 'Expected at least one model');
   if (options.grid !== undefined && options.grid !== 'paper') gridCells(options.grid); // checked before anything runs
   const protocolName = options.protocol ?? 'morec';
@@ -276,8 +343,11 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
     log(`popularity baseline: test HR@10 ${pop['HR@10'].toFixed(4)} NDCG@10 ${pop['NDCG@10'].toFixed(4)}`);
     for (const { name, preset, spec: m } of models) {
       const has = (v: (string | null)[] | undefined) => !!v && v.some((x) => x !== null && x !== undefined);
-      if ((preset.itemTower === 'image' && !has(probe.image)) || (preset.itemTower === 'text' && !has(probe.text))) {
-        log(`${name}: skipped on ${label} (the data set has no item ${preset.itemTower === 'image' ? 'images' : 'texts'})`);
+      const featureEncoder = options.featureEncoder ?? options.textEncoder ?? m.features?.encoder ?? preset.features?.encoder ?? 'bert-tiny';
+      const needsText = preset.itemTower === 'text' || (preset.itemTower === 'features' && featureModality(featureEncoder, options.tokenizer) === 'text');
+      const needsImage = preset.itemTower === 'image' || (preset.itemTower === 'features' && !needsText);
+      if ((needsImage && !has(probe.image)) || (needsText && !has(probe.text))) {
+        log(`${name}: skipped on ${label} (the data set has no item ${needsImage ? 'images' : 'texts'})`);
         continue;
       }
       const proto = protocolFor(protocolName, preset.backbone, kind);
@@ -289,6 +359,13 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
       }
       let image: TrainConfig['image'] | undefined;
       if (preset.itemTower === 'image') image = { ...preset.image, ...m.image, ...(options.imageEncoder ? { encoder: options.imageEncoder } : {}) };
+      let features: TrainConfig['features'] | undefined;
+      if (preset.itemTower === 'features') {
+        const encoder = featureEncoder;
+        // A pretrained encoder's features are read as the paper does ([CLS]); a scratch one's as the E2E rows (mean).
+        const pretrained = !isPreset(encoder);
+        features = { ...preset.features, ...m.features, encoder, ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}), ...(pretrained ? { pooling: 'cls' as const } : {}) };
+      }
       const base: TrainConfig = {
         dataset: ds.path,
         maxLen: options.maxLen ?? proto.maxLen,
@@ -311,6 +388,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         },
         ...(text ? { text } : {}),
         ...(image ? { image } : {}),
+        ...(features ? { features } : {}),
         protocol: { name: proto.name, maskRepeatedTarget: proto.maskRepeatedTarget },
         threads: options.threads,
       };

@@ -10,8 +10,15 @@ import { writeReport } from '../report/report';
 
 /** Keys a study file may hold (StudyOptions without the runtime-only ones). */
 /** The embedded study's rows (dssm-image too is a preset; it is left out to keep the default study near 5 minutes). */
-const DEFAULT_MODELS = ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text', 'sasrec-image'];
-const STUDY_KEYS = ['dataset', 'datasets', 'models', 'grid', 'protocol', 'epochs', 'patience', 'patienceGrowth', 'maxLen', 'seed', 'scale', 'textEncoder', 'tokenizer', 'imageEncoder'];
+const DEFAULT_MODELS = ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text', 'sasrec-ts0', 'sasrec-ts8', 'sasrec-image'];
+const STUDY_KEYS = ['dataset', 'datasets', 'models', 'grid', 'protocol', 'epochs', 'patience', 'patienceGrowth', 'maxLen', 'seed', 'scale', 'textEncoder', 'tokenizer', 'imageEncoder', 'featureEncoder', 'adapterDepths'];
+
+function parseDepths(text: string): number[] {
+  const depths = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (depths.length === 0 || depths.some((n) => !Number.isInteger(n) || n < 0 || n > 64))
+    throw new MorecError('EUSAGE', `Expected comma-separated integers in 0..64 for --adapter-depths (e.g. 2,6,8,10,12) but received '${text}'`);
+  return depths;
+}
 
 export async function studyMain(argv: string[], scriptName = 'node train.js'): Promise<number> {
   const args = await yargs(argv)
@@ -36,6 +43,8 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     .option('text-encoder', { type: 'string', describe: 'text rows: a preset in models/ (trained from scratch; default bert-tiny) or a Hugging Face checkpoint folder to fine-tune' })
     .option('image-encoder', { type: 'string', describe: 'image rows: a preset in models/ (trained from scratch; default resnet-mini), a torchvision/timm weights file or a Hugging Face Swin folder to fine-tune' })
     .option('tokenizer', { type: 'string', describe: "text rows: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
+    .option('feature-encoder', { type: 'string', describe: 'two-stage rows: the frozen encoder (an .onnx file, a folder with model.onnx, or anything --text-encoder takes; default: the text rows\' encoder)' })
+    .option('adapter-depths', { type: 'string', describe: "two-stage rows: run each once per adapter depth, e.g. 2,6,8,10,12 (the paper's Table 5 series)" })
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'print only the table' })
     .strict()
     .fail((msg, err) => {
@@ -69,6 +78,8 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     ...(args['text-encoder'] ? { textEncoder: args['text-encoder'] } : {}),
     ...(args['image-encoder'] ? { imageEncoder: args['image-encoder'] } : {}),
     ...(args.tokenizer ? { tokenizer: args.tokenizer } : {}),
+    ...(args['feature-encoder'] ? { featureEncoder: args['feature-encoder'] } : {}),
+    ...(args['adapter-depths'] !== undefined ? { adapterDepths: parseDepths(args['adapter-depths']) } : {}),
   };
   // The embedded study's budget: about 5 minutes on 2 cores. Its text rows keep improving slowly for 100+
   // epochs, so the measured default rule (patience growing with the run) would take several times longer;
