@@ -124,9 +124,11 @@ torch::Tensor TextItemTower::encode(const torch::Tensor& items) {
 }
 
 torch::Tensor TextItemTower::features(const torch::Tensor& items) {
-  auto h = hiddenStates(items);  // padded rows are zero
+  auto h = hiddenStates(items);
   if (c_.pooling == "cls") return h.select(1, 0).contiguous();
-  return h.sum(1) / lengths_.index_select(0, items).to(h.scalar_type()).unsqueeze(1);
+  auto len = lengths_.index_select(0, items);
+  auto mask = torch::arange(h.size(1), len.options()).unsqueeze(0).lt(len.unsqueeze(1)).to(h.scalar_type());
+  return (h * mask.unsqueeze(-1)).sum(1) / len.to(h.scalar_type()).unsqueeze(1);
 }
 
 torch::Tensor TextItemTower::hiddenStates(const torch::Tensor& items) {
