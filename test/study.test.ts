@@ -34,10 +34,15 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\| model \| backbone \| item tower \| paradigm \| HR@10 \| NDCG@10 \| epochs \(best\) \| time s \|/);
   const rows = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-  assert.deepEqual(rows.map((x: { model: string }) => x.model), ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text', 'sasrec-image']);
-  assert.deepEqual(rows.map((x: { itemTower: string }) => x.itemTower), ['id', 'id', 'bert-tiny(scratch)', 'bert-tiny(scratch)', 'resnet-mini(scratch)']);
-  assert.deepEqual(rows.map((x: { pretrained: boolean | null }) => x.pretrained), [null, null, false, false, false]);
-  assert.deepEqual(rows.map((x: { paradigm: string }) => x.paradigm), ['id', 'id', 'e2e', 'e2e', 'e2e']);
+  assert.deepEqual(rows.map((x: { model: string }) => x.model), ['sasrec-id', 'dssm-id', 'sasrec-text', 'dssm-text', 'sasrec-ts0', 'sasrec-ts8', 'sasrec-image']);
+  assert.deepEqual(rows.map((x: { itemTower: string }) => x.itemTower), ['id', 'id', 'bert-tiny(scratch)', 'bert-tiny(scratch)', 'bert-tiny(scratch, TS adapter 0)', 'bert-tiny(scratch, TS adapter 8)', 'resnet-mini(scratch)']);
+  assert.deepEqual(rows.map((x: { pretrained: boolean | null }) => x.pretrained), [null, null, false, false, false, false, false]);
+  assert.deepEqual(rows.map((x: { paradigm: string }) => x.paradigm), ['id', 'id', 'e2e', 'e2e', 'ts', 'ts', 'e2e']);
+  // The two-stage rows freeze the text rows' encoder (exported once to ONNX with the seed's initial weights)
+  // and extract its features once: the second row reuses the cache.
+  assert.match(r.stdout, /exported the frozen encoder to .*text-[0-9a-f]{16}\.onnx \([\d.]+ MB, \d+ ONNX nodes\), initial weights of seed 42/);
+  assert.match(r.stdout, /feature cache .*features-[0-9a-f]{16}: \d+ items x 128 float32 \(mean pooling\), extracted at \d+ items\/s with 1 worker/);
+  assert.match(r.stdout, /feature cache .*: \d+ items x 128 float32 \(mean pooling\), reused/);
   assert.match(r.stdout, /text tower bert-tiny\(scratch\): word vocabulary of \d+ title words/);
   assert.match(r.stdout, /image tower resnet-mini\(scratch\): resnet \(basic blocks depths 1,1,1,1, width 8\), 32x32 pixels/);
   assert.match(r.stdout, /images: \d+ items 32x32 pil-bilinear \(ok \d+\)/);
@@ -80,7 +85,7 @@ test('train.js --help documents the options; unknown options and bad values fail
   }
   const badModel = runTrainJs(['--models', 'sasrec-bert', '--epochs', '1'], cache);
   assert.equal(badModel.status, 2);
-  assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text, sasrec-image, dssm-image but received 'sasrec-bert'/);
+  assert.match(badModel.stderr, /models from sasrec-id, dssm-id, sasrec-text, dssm-text, sasrec-image, dssm-image, sasrec-ts0, sasrec-ts8, dssm-ts0, dssm-ts8, sasrec-ts-add, sasrec-ts-cat but received 'sasrec-bert'/);
   const badData = runTrainJs(['--dataset', '/nonexistent/data', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-'))], cache);
   assert.equal(badData.status, 1);
   assert.match(badData.stderr, /existing file or folder for dataset but received '\/nonexistent\/data'/);

@@ -179,8 +179,6 @@ struct ModelConfig {
     v.nested("text", text, itemTower == "text");
     v.nested("image", image, itemTower == "image");
     v.nested("features", features, itemTower == "features");
-    v.choice("fusion", fusion, {"none", "add", "cat"});
-    v.integer("fusionDepth", fusionDepth, 0, 64);
     v.integer("numItems", numItems, 1, INT32_MAX - 1, /*required=*/true);
     v.integer("numUsers", numUsers, 0, INT32_MAX);
     v.integer("d", d, 1, INT32_MAX);
@@ -196,6 +194,8 @@ struct ModelConfig {
     v.integer("threads", threads, 0, 1024);
     v.string("device", device);
     v.choice("sequenceLayout", sequenceLayout, {"auto", "packed", "padded"});
+    v.choice("fusion", fusion, {"none", "add", "cat"});
+    v.integer("fusionDepth", fusionDepth, 0, 64);
   }
   void resolve();
 
