@@ -92,26 +92,26 @@ export async function probeOnnx(file: string): Promise<EncoderIo> {
   }
 }
 
-/** sha256 of a file, streamed. */
-export function hashFile(file: string): { sha256: string; bytes: number } {
+/** sha256 of a file, read in chunks without blocking the event loop for long (a large model takes a while). */
+export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
   const h = createHash('sha256');
-  let fd: number;
+  let handle: fs.promises.FileHandle;
   try {
-    fd = fs.openSync(file, 'r');
+    handle = await fs.promises.open(file, 'r');
   } catch (e) {
     throw new MorecError('ENOENT', `${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  const buf = Buffer.allocUnsafe(1 << 22);
+  const buf = Buffer.allocUnsafe(1 << 20);
   let bytes = 0;
   try {
     for (;;) {
-      const k = fs.readSync(fd, buf, 0, buf.length, null);
-      if (k === 0) break;
-      h.update(buf.subarray(0, k));
-      bytes += k;
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+      bytes += bytesRead;
     }
   } finally {
-    fs.closeSync(fd);
+    await handle.close();
   }
   return { sha256: h.digest('hex'), bytes };
 }
@@ -310,7 +310,7 @@ export async function extractFeatures(encoderFile: string, inputs: FeatureInputs
   if (typeof encoderFile !== 'string' || !encoderFile) throw new MorecError('EINVAL', `Expected an ONNX file path for the encoder but received ${JSON.stringify(encoderFile)}`);
   const log = options.log ?? (() => {});
   const t0 = Date.now();
-  const encoder = { file: path.resolve(encoderFile), ...hashFile(encoderFile) };
+  const encoder = { file: path.resolve(encoderFile), ...(await hashFile(encoderFile)) };
   const workers = options.workers ?? 1;
   const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   const threads = options.threads ?? Math.max(1, Math.floor(cores / workers));

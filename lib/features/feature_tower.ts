@@ -151,7 +151,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
       weights = t.weights;
       pretrained = t.pretrained;
       base = t.label.replace(/\(.*\)$/, '');
-      key = hash(['text', t.text, weights ? hashFile(weights).sha256 : `scratch seed ${seed}`, t.tokenizer.fingerprint]);
+      key = hash(['text', t.text, weights ? (await hashFile(weights)).sha256 : `scratch seed ${seed}`, t.tokenizer.fingerprint]);
       onnxFile = path.join(root, 'encoders', `text-${key.slice(0, 16)}.onnx`);
       const maxTokens = t.items.maxTokens;
       inputs = { kind: 'text', numItems: t.items.numItems, maxTokens, tokens: t.items.tokens, lengths: t.items.lengths, fingerprint: hash([data.fingerprint, t.tokenizer.fingerprint, maxTokens, options.missingText ?? 'error']) };
@@ -163,7 +163,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
       weights = r.weights;
       pretrained = r.pretrained;
       base = r.label.replace(/\(.*\)$/, '');
-      key = hash(['image', r.image, weights ? hashFile(weights).sha256 : `scratch seed ${seed}`]);
+      key = hash(['image', r.image, weights ? (await hashFile(weights)).sha256 : `scratch seed ${seed}`]);
       onnxFile = path.join(root, 'encoders', `image-${key.slice(0, 16)}.onnx`);
       inputs = { kind: 'image', numItems: r.store.numItems, file: r.store.file, height: r.store.height, width: r.store.width, mean: r.image.mean!, std: r.image.std!, fingerprint: hash([r.store.fingerprint, r.image.mean, r.image.std]) };
       summary.push(...r.summary.map((l) => l.replace(/^image tower /, 'two-stage image encoder ')));
