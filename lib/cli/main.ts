@@ -261,9 +261,9 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
   console.log(JSON.stringify({ checkpoint: ckpt, dataset: data.name, fingerprint: data.fingerprint, split: args.split, mode, maskRepeatedTarget: !!mask.maskRepeatedTarget, ...m }, null, 2));
 }
 
-async function dataCommand(args: Record<string, unknown>): Promise<void> {
-  const bar = new ProgressBar(args.quiet as boolean);
-  const data = await prepareDataset(args.dataset as string, {
+/** The data set the data options (dataOptions) describe, prepared with a progress bar. */
+function datasetFromArgs(args: Record<string, unknown>, bar: ProgressBar) {
+  return prepareDataset(args.dataset as string, {
     maxLen: args['max-len'] as number,
     minSeqLen: args['min-seq-len'] as number,
     keepDuplicates: args['keep-duplicates'] as boolean,
@@ -272,6 +272,11 @@ async function dataCommand(args: Record<string, unknown>): Promise<void> {
     synthetic: { seed: args.seed as number, scale: args.scale as number },
     onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
   });
+}
+
+async function dataCommand(args: Record<string, unknown>): Promise<void> {
+  const bar = new ProgressBar(args.quiet as boolean);
+  const data = await datasetFromArgs(args, bar);
   const s = data.sequences;
   const lengths = Array.from({ length: s.users }, (_, u) => s.offsets[u + 1] - s.offsets[u]).sort((a, b) => a - b);
   const q = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(p * a.length))];
@@ -305,15 +310,7 @@ async function extractCommand(args: Record<string, unknown>): Promise<void> {
   const bar = new ProgressBar(args.quiet as boolean);
   const stop = stopOnSignals();
   try {
-    const data = await prepareDataset(args.dataset as string, {
-      maxLen: args['max-len'] as number,
-      minSeqLen: args['min-seq-len'] as number,
-      keepDuplicates: args['keep-duplicates'] as boolean,
-      ...(args.warm ? { warm: args.warm as number } : {}),
-      strict: args.strict as boolean,
-      synthetic: { seed: args.seed as number, scale: args.scale as number },
-      onProgress: (f, what) => bar.update(`reading ${path.basename(what)}`, Math.round(f * 100), 100, '%'),
-    });
+    const data = await datasetFromArgs(args, bar);
     const t = await prepareFeatureTower(data, {
       ...fromOptions(() => featureOptionsFromArgs(args)),
       seed: args.seed as number,

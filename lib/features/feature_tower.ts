@@ -25,6 +25,7 @@ import { resolveTextEncoder } from '../text/encoder';
 import { prepareTextTower, tokenizedItems } from '../text/text_tower';
 import { loadTokenizer, MissingTextPolicy } from '../text/tokenizer';
 import { knownKeys } from '../validate';
+import { readJson, RunConfigFile } from '../run';
 import { extractFeatures, FeatureCache, FeatureInputs, hashFile, probeOnnx } from './extract';
 
 export interface FeatureTowerOptions {
@@ -81,6 +82,19 @@ export interface PreparedFeatureTower {
 
 const FEATURE_TOWER_OPTIONS = ['encoder', 'modality', 'adapterDepth', 'adapterDropout', 'pooling', 'dtype', 'workers', 'threads', 'batchSize', 'provider', 'tokenizer', 'maxTokens', 'missingText', 'size', 'normalize', 'missingImage', 'resize', 'arch', 'seed', 'workDir', 'onProgress', 'signal', 'log'];
 
+/** A run folder (morec train) whose model has a text or image encoder: its best checkpoint and config. */
+export function runEncoderOf(name: string): { dir: string; checkpoint: string; config: RunConfigFile; modality: 'text' | 'image' } | undefined {
+  const dir = path.resolve(name);
+  const configFile = path.join(dir, 'config.json');
+  const checkpoint = path.join(dir, 'checkpoint');
+  if (!fs.existsSync(configFile) || !fs.existsSync(path.join(checkpoint, 'checkpoint.json'))) return undefined;
+  const config = readJson<RunConfigFile>(configFile, "the run's config");
+  const tower = config.model?.itemTower;
+  if (tower !== 'text' && tower !== 'image')
+    throw new MorecError('EINVAL', `${dir}: the run's item tower is '${String(tower)}'; a run can serve as a frozen encoder only when it trained a text or image encoder`);
+  return { dir, checkpoint, config, modality: tower };
+}
+
 /** An .onnx file, or a folder holding model.onnx (or onnx/model.onnx); undefined for anything else. */
 export function onnxFileOf(name: string): { file: string; folder?: string } | undefined {
   const st = fs.statSync(name, { throwIfNoEntry: false });
@@ -104,6 +118,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
   const seed = options.seed ?? 42;
   const summary: string[] = [];
   const onnx = onnxFileOf(name);
+  const run = onnx ? undefined : runEncoderOf(name);
   let inputs: FeatureInputs;
   let onnxFile: string;
   let pretrained = true;
@@ -133,6 +148,34 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
       inputs = { kind: 'image', numItems: r.store.numItems, file: r.store.file, height: r.store.height, width: r.store.width, ...norm, fingerprint: hash([r.store.fingerprint, norm]) };
       summary.push(`two-stage image encoder ${onnxFile} (ONNX), ${size}x${size} pixels normalized with mean ${norm.mean.join('/')} std ${norm.std.join('/')}`);
     }
+  } else if (run) {
+    // The encoder a morec run trained (its best checkpoint), on the run's own data and inputs.
+    if (run.config.dataFingerprint !== data.fingerprint)
+      throw new MorecError('EMISMATCH', `${run.dir}: the run was trained on data with fingerprint ${run.config.dataFingerprint.slice(0, 12)}… but this data set is ${data.fingerprint.slice(0, 12)}…; a run's encoder is frozen for the data it was trained on`);
+    modality = run.modality;
+    const manifest = readJson<{ digest: string }>(path.join(run.checkpoint, 'checkpoint.json'), 'the checkpoint manifest');
+    const key = hash(['run', manifest.digest]);
+    onnxFile = path.join(root, 'encoders', `run-${key.slice(0, 16)}.onnx`);
+    base = `${path.basename(run.dir)}`;
+    pretrained = true;
+    let items: ItemStore;
+    if (modality === 'text') {
+      const t = prepareTextTower(data, run.config.text);
+      items = t.items;
+      inputs = { kind: 'text', numItems: t.items.numItems, maxTokens: t.items.maxTokens, tokens: t.items.tokens, lengths: t.items.lengths, fingerprint: hash([data.fingerprint, t.tokenizer.fingerprint, t.items.maxTokens, run.config.text?.missingText ?? 'error']) };
+    } else {
+      const im = run.config.model.image!;
+      const r = await itemImages(data, { size: im.imageSize, missingImage: run.config.image?.missingImage, resize: run.config.image?.resize, workDir: options.workDir, signal: options.signal, log: options.log });
+      if ('dropped' in r) return r;
+      items = ItemStore.fromPixelFile({ numItems: r.store.numItems, height: r.store.height, width: r.store.width, file: r.store.file });
+      inputs = { kind: 'image', numItems: r.store.numItems, file: r.store.file, height: r.store.height, width: r.store.width, mean: im.mean, std: im.std, fingerprint: hash([r.store.fingerprint, im.mean, im.std]) };
+    }
+    summary.push(`two-stage ${modality} encoder: the encoder trained by run ${run.dir} (its best checkpoint), frozen`);
+    if (!fs.existsSync(onnxFile)) {
+      const { model } = Model.load(run.checkpoint, options.threads ? { threads: options.threads } : {}, { items, inference: true });
+      const rep = exportEncoderOnnx(model, onnxFile);
+      summary.push(`exported it to ${onnxFile} (${(rep.bytes / 1e6).toFixed(1)} MB, ${rep.nodes} ONNX nodes)`);
+    } else summary.push(`frozen encoder ${onnxFile} (exported before)`);
   } else {
     // A morec encoder: built natively, weights loaded, written as ONNX once (cached by what defines it).
     if (!modality) {
@@ -177,7 +220,8 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
       summary.push(`frozen encoder ${onnxFile} (exported before)`);
     }
   }
-  const pooling = modality === 'text' ? options.pooling ?? 'cls' : undefined;
+  // A run's encoder is read as the run's tower read it.
+  const pooling = modality === 'text' ? (run ? run.config.model.text?.pooling : undefined) ?? options.pooling ?? 'cls' : undefined;
   const total = inputs.numItems;
   const cache = await extractFeatures(onnxFile, inputs, root, {
     pooling,
@@ -198,7 +242,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
   const items = ItemStore.fromFeatureFile({ numItems: cache.numItems, dim: cache.dim, file: cache.file, dtype: cache.dtype }, { featureCache: cache.key });
   const features: PreparedFeatureTower['features'] = { dim: cache.dim, adapterDepth: options.adapterDepth ?? 0 };
   if (options.adapterDropout !== undefined) features.adapterDropout = options.adapterDropout;
-  const label = `${base!}(${pretrained ? 'pretrained' : 'scratch'}, TS adapter ${features.adapterDepth})`;
+  const label = `${base!}(${run ? 'trained by the run' : pretrained ? 'pretrained' : 'scratch'}, TS adapter ${features.adapterDepth})`;
   return { features, items, cache, onnx: onnxFile, pretrained, label, summary };
 }
 

@@ -44,16 +44,7 @@ torch::Tensor FeatureItemTower::embed(const torch::Tensor& ids) {
 }
 
 torch::Tensor FeatureItemTower::embedAll(const std::function<void(int64_t, int64_t)>& progress) {
-  torch::NoGradGuard noGrad;
-  const int64_t N = store_->numItems;
-  auto table = torch::zeros({N + 1, projection_->weight.size(0)}, projection_->weight.options());
-  for (int64_t b = 1; b <= N; b += c_.encodeBatch) {
-    const int64_t n = std::min(c_.encodeBatch, N + 1 - b);
-    auto items = torch::arange(b, b + n, torch::TensorOptions().dtype(torch::kLong).device(table.device()));
-    table.narrow(0, b, n).copy_(encode(items));
-    if (progress) progress(b + n - 1, N);
-  }
-  return table;
+  return tableInBatches(store_->numItems, c_.encodeBatch, projection_->weight, [this](const torch::Tensor& items) { return encode(items); }, progress);
 }
 
 }  // namespace morec

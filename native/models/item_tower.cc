@@ -34,4 +34,20 @@ torch::Tensor ItemTower::embedEachOnce(const torch::Tensor& ids, const std::func
   return vectors.index_select(0, inverse.reshape({-1})).view(shape);
 }
 
+torch::Tensor ItemTower::tableInBatches(int64_t numItems, int64_t batch, const torch::Tensor& like,
+                                       const std::function<torch::Tensor(const torch::Tensor&)>& encode,
+                                       const std::function<void(int64_t, int64_t)>& progress, const torch::Tensor& order) {
+  torch::NoGradGuard noGrad;
+  const int64_t N = numItems;
+  auto table = torch::zeros({N + 1, like.size(0)}, like.options());
+  auto all = order.defined() ? order : torch::arange(1, N + 1, torch::TensorOptions().dtype(torch::kLong).device(like.device()));
+  for (int64_t b = 0; b < N; b += batch) {
+    const int64_t n = std::min(batch, N - b);
+    auto items = all.narrow(0, b, n);
+    table.index_copy_(0, items, encode(items));
+    if (progress) progress(b + n, N);
+  }
+  return table;
+}
+
 }  // namespace morec

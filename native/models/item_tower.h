@@ -41,6 +41,12 @@ class ItemTower : public torch::nn::Module {
   // [m, d]) and gathered; item 0 (padding) is the zero vector. `like` gives d, dtype and device.
   static torch::Tensor embedEachOnce(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& encode,
                                      const torch::Tensor& like);
+  // embedAll() of encoder towers: items 1..numItems encoded by encode in batches of `batch` items (in
+  // `order`, int64 [numItems] on like's device, when given; else 1..numItems), into a zero table of
+  // numItems + 1 rows like `like` ([d, ...]: d = like.size(0)), without gradients.
+  static torch::Tensor tableInBatches(int64_t numItems, int64_t batch, const torch::Tensor& like,
+                                      const std::function<torch::Tensor(const torch::Tensor&)>& encode,
+                                      const std::function<void(int64_t, int64_t)>& progress, const torch::Tensor& order = {});
   Dropout* dropout_ = nullptr;
 };
 

@@ -150,18 +150,10 @@ torch::Tensor TextItemTower::embed(const torch::Tensor& ids) {
 }
 
 torch::Tensor TextItemTower::embedAll(const std::function<void(int64_t, int64_t)>& progress) {
-  torch::NoGradGuard noGrad;
   const int64_t N = store_->numItems;
-  auto table = torch::zeros({N + 1, projection_->weight.size(0)}, projection_->weight.options());
   // Items in order of length, so each batch is trimmed to titles of similar length.
   auto order = std::get<1>(lengths_.narrow(0, 1, N).sort(/*stable=*/true, /*dim=*/0, /*descending=*/false)) + 1;
-  for (int64_t b = 0; b < N; b += c_.encodeBatch) {
-    const int64_t n = std::min(c_.encodeBatch, N - b);
-    auto items = order.narrow(0, b, n);
-    table.index_copy_(0, items, encode(items));
-    if (progress) progress(b + n, N);
-  }
-  return table;
+  return tableInBatches(N, c_.encodeBatch, projection_->weight, [this](const torch::Tensor& items) { return encode(items); }, progress, order);
 }
 
 // Hugging Face layouts seen in public checkpoints: BertModel/RobertaModel keys as they are, the same under a
