@@ -12,7 +12,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ItemStore, Model, ModelConfig, Sequences, encoderConfigFromHf, extractFeatures, FeatureInputs, prepareFeatureTower } from '../lib';
+import { ItemStore, Model, ModelConfig, Sequences, encoderConfigFromHf, extractFeatures, FeatureInputs, prepareFeatureTower, trainRun } from '../lib';
+import { prepareOptionsOf } from '../lib/run';
 import { readSafetensors } from '../lib/io/safetensors';
 import { toHalf } from '../lib/features/half';
 import { prepareDataset } from '../lib/data/dataset';
@@ -371,4 +372,35 @@ test('fusion around an end-to-end text tower: the encoder keeps its learning rat
   await fused.trainEpoch(seqs, { epoch: 0, batchSize: 16, lr: 1e-2, encoderLr: 1e-2 });
   assert.ok(maxAbsDiff(await fused.itemVectors(), before) > 1e-4, 'the fused tower trains');
   assert.ok(maxAbsDiff(fused.encoderFeatures(ids).data, plain.encoderFeatures(ids).data) > 1e-5, 'the encoder inside trains too');
+});
+
+test('a text run’s trained encoder as the frozen encoder of a two-stage run: the features are that checkpoint’s', async () => {
+  const dir = tmp('fx-run');
+  const cfg = {
+    dataset: 'synthetic', maxLen: 10, minSeqLen: 5, seed: 4, scale: 0.05,
+    model: { backbone: 'sasrec' as const, itemTower: 'text' as const, d: 16, heads: 2 },
+    train: { batchSize: 64, lr: 3e-3, encoderLr: 3e-3, weightDecay: 0.1, epochs: 2, patience: 2, gradAccum: 1 },
+    text: { encoder: 'bert-tiny', pooling: 'mean' as const },
+    threads: 2,
+  };
+  const e2e = await trainRun(path.join(dir, 'e2e'), cfg, { mode: 'new' });
+  const lines: string[] = [];
+  const ts = await trainRun(path.join(dir, 'ts'), { ...cfg, model: { ...cfg.model, itemTower: 'features' as const, fusion: 'cat' as const }, text: undefined, features: { encoder: e2e.runDir, adapterDepth: 2 } }, { mode: 'new', log: (l) => lines.push(l) });
+  assert.equal(ts.results.itemTower, 'e2e(trained by the run, TS adapter 2) + ID (cat)');
+  assert.ok(lines.some((l) => /two-stage text encoder: the encoder trained by run .*e2e \(its best checkpoint\), frozen/.test(l)), lines.join('\n'));
+  // The cached features are the E2E checkpoint's encoder output (mean pooling, as that run's tower).
+  const data = await prepareDataset('synthetic', prepareOptionsOf(cfg));
+  const prepared = await prepareFeatureTower(data, { encoder: e2e.runDir });
+  assert.equal(prepared.cache.status, 'hit');
+  assert.equal(prepared.cache.pooling, 'mean');
+  const { prepareTextTower } = await import('../lib/text/text_tower');
+  const t = prepareTextTower(data, cfg.text);
+  const { model } = Model.load(path.join(e2e.runDir, 'checkpoint'), {}, { items: t.items, inference: true });
+  const n = t.items.numItems;
+  const diff = maxAbsDiff(readCache(prepared.cache.file, n, prepared.cache.dim), model.encoderFeatures(Int32Array.from({ length: n }, (_, i) => i + 1)).data);
+  assert.ok(diff < 1e-4, `${diff}`);
+  // Another data set is refused: a run's encoder is frozen for the data it was trained on.
+  const other = await prepareDataset('synthetic', prepareOptionsOf({ ...cfg, seed: 5 }));
+  await assert.rejects(prepareFeatureTower(other, { encoder: e2e.runDir }), isMorec('EMISMATCH', /the run was trained on data with fingerprint/));
+  fs.rmSync(dir, { recursive: true, force: true });
 });
