@@ -26,7 +26,7 @@ function evalReproducesRun(dir: string) {
 test('morec --help lists every command; each command documents its options', () => {
   const help = morec('--help');
   assert.equal(help.status, 0);
-  for (const c of ['train', 'eval', 'data', 'study', 'info']) assert.match(help.stdout, new RegExp(`morec ${c}`));
+  for (const c of ['train', 'eval', 'data', 'extract', 'export-onnx', 'study', 'info']) assert.match(help.stdout, new RegExp(`morec ${c}`));
   const trainHelp = morec('train', '--help').stdout;
   for (const o of ['--dataset', '--backbone', '--d', '--lr', '--epochs', '--patience', '--config', '--name', '--runs-dir', '--quiet', '--threads',
     '--item-tower', '--text-encoder', '--tokenizer', '--max-tokens', '--pooling', '--finetune-top-layers', '--cache-frozen', '--encoder-lr'])
@@ -81,4 +81,35 @@ test('argument errors are one clear line and exit code 2 (bad usage)', () => {
   const badConfig = morec('train', '--config', '/nonexistent.json', '--quiet');
   assert.equal(badConfig.status, 2);
   assert.match(badConfig.stderr, /nonexistent\.json: cannot read the config/);
+});
+
+test('two-stage from the command line: morec extract, morec data lists the cache, train --item-tower features --fusion, eval reproduces it; export-onnx', () => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-cli-ts-'));
+  const data = ['--dataset', 'synthetic', '--scale', '0.05', '--seed', '3', '--max-len', '10'];
+  const ex = morec('extract', ...data, '--feature-encoder', 'bert-tiny', '--pooling', 'mean', '--quiet');
+  assert.equal(ex.status, 0, ex.stderr);
+  const cache = JSON.parse(ex.stdout);
+  assert.equal(cache.status, 'extracted');
+  assert.equal(cache.dim, 128);
+  assert.equal(cache.pooling, 'mean');
+  assert.equal(morec('extract', ...data, '--feature-encoder', 'bert-tiny', '--pooling', 'mean', '--quiet').stdout.includes('"status": "hit"'), true);
+  const summary = JSON.parse(morec('data', ...data, '--quiet').stdout);
+  assert.equal(summary.featureCaches.length, 1);
+  assert.equal(summary.featureCaches[0].dir, cache.cache);
+  const tr = morec('train', ...data, '--item-tower', 'features', '--feature-encoder', 'bert-tiny', '--pooling', 'mean', '--adapter-depth', '2', '--fusion', 'add', '--epochs', '2', '--runs-dir', runs, '--name', 'ts', '--quiet');
+  assert.equal(tr.status, 0, tr.stderr);
+  const results = evalReproducesRun(path.join(runs, 'ts'));
+  assert.equal(results.itemTower, 'bert-tiny(scratch, TS adapter 2) + ID (add)');
+  const config = JSON.parse(fs.readFileSync(path.join(runs, 'ts', 'config.json'), 'utf8'));
+  assert.deepEqual([config.model.itemTower, config.model.fusion, config.model.features.adapterDepth, config.model.features.dim], ['features', 'add', 2, 128]);
+  // export-onnx writes a Hugging Face folder's encoder; a bad encoder name is a usage error.
+  const out = path.join(runs, 'tiny-bert.onnx');
+  const exp = morec('export-onnx', '--encoder', path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'text', 'tiny-bert'), '--out', out);
+  assert.equal(exp.status, 0, exp.stderr);
+  assert.deepEqual(JSON.parse(exp.stdout).outputs, ['last_hidden_state']);
+  assert.ok(fs.statSync(out).size > 50_000);
+  const bad = morec('export-onnx', '--encoder', 'no-such-encoder', '--out', out);
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /EUSAGE: .*no-such-encoder/);
+  fs.rmSync(runs, { recursive: true, force: true });
 });
