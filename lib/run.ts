@@ -96,6 +96,10 @@ export interface RunResults {
   repeatedTargets: number;
   users: number;
   items: number;
+  /** Two-stage towers: the adapter's depth (null otherwise). */
+  adapterDepth: number | null;
+  /** ID + modality fusion ('add', 'cat'), or null. */
+  fusion: string | null;
 }
 
 /** The files morec writes in a run folder (overwrite removes exactly these). */
@@ -331,6 +335,8 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     repeatedTargets: seqs.repeatedTargetUsers('test').length,
     users: seqs.users,
     items: seqs.numItems,
+    adapterDepth: model.config.features ? model.config.features.adapterDepth : null,
+    fusion: model.config.fusion && model.config.fusion !== 'none' ? model.config.fusion : null,
   };
   writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
   return { runDir, results, how: stored ? 'resumed' : 'trained' };

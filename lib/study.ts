@@ -226,6 +226,10 @@ export interface ResultRow {
   grid: Record<string, number>;
   /** Users whose test item is already in their history (see the protocol's masking). */
   repeatedTargets: number;
+  /** Two-stage rows: the adapter's depth (null otherwise). */
+  adapterDepth?: number | null;
+  /** ID + modality fusion ('add', 'cat'), or null. */
+  fusion?: string | null;
 }
 
 const TRAIN_KEYS = ['batchSize', 'lr', 'weightDecay', 'encoderLr', 'encoderWeightDecay', 'gradAccum', 'epochs', 'patience', 'patienceGrowth', 'loss', 'validationsPerEpoch'];
@@ -436,6 +440,8 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         buckets: r.buckets,
         grid: gridValues,
         repeatedTargets: r.repeatedTargets,
+        adapterDepth: r.adapterDepth ?? null,
+        fusion: r.fusion ?? null,
       });
       writeAtomic(path.join(out, 'results.json'), [Buffer.from(JSON.stringify(rows, null, 2) + '\n')]);
     }

@@ -43,6 +43,12 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
   assert.match(r.stdout, /exported the frozen encoder to .*text-[0-9a-f]{16}\.onnx \([\d.]+ MB, \d+ ONNX nodes\), initial weights of seed 42/);
   assert.match(r.stdout, /feature cache .*features-[0-9a-f]{16}: \d+ items x 128 float32 \(mean pooling\), extracted at \d+ items\/s with 1 worker/);
   assert.match(r.stdout, /feature cache .*: \d+ items x 128 float32 \(mean pooling\), reused/);
+  assert.deepEqual(rows.map((x: { adapterDepth: number | null }) => x.adapterDepth), [null, null, null, null, 0, 8, null]);
+  // The report's Table 5 puts the two-stage depths next to the E2E row of the same backbone, with the rows' numbers.
+  const report = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
+  const f4 = (x: number) => x.toFixed(4);
+  assert.ok(report.includes('| data set | backbone | E2E | TS n=0 | TS n=8 |'), report);
+  assert.ok(report.includes(`| sasrec | ${f4(rows[2]['HR@10'])} (sasrec-text) | ${f4(rows[4]['HR@10'])} | ${f4(rows[5]['HR@10'])} |`), report);
   assert.match(r.stdout, /text tower bert-tiny\(scratch\): word vocabulary of \d+ title words/);
   assert.match(r.stdout, /image tower resnet-mini\(scratch\): resnet \(basic blocks depths 1,1,1,1, width 8\), 32x32 pixels/);
   assert.match(r.stdout, /images: \d+ items 32x32 pil-bilinear \(ok \d+\)/);

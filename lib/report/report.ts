@@ -3,6 +3,7 @@
  * (compiled to Vega, rendered headless to SVG; no browser, no hand-written SVG).
  *   Table 2  models × data sets, test HR@10 / NDCG@10 (each model's best grid cell by valid HR@10)
  *   Table 3  warm-N: the same models on the data sets' warm-20/50/200 variants
+ *   Table 5  two-stage rows by adapter depth next to the end-to-end rows of the same backbone (when the study has TS rows)
  *   Table 9  test HR@10 by target-item bucket: new (0 training interactions), cold (1-9), warm (>= 10)
  *   Grid     valid HR@10 of every cell tried
  * Figures: HR@10 by popularity bucket, validation learning curves, HR@10 by item tower, and HR@10 by encoder
@@ -73,6 +74,22 @@ export async function writeReport(studyDir: string): Promise<Report> {
   if (warm.length) {
     md.push('## Table 3: warm-N data sets (items with fewer than N interactions dropped), test HR@10 / NDCG@10', '');
     md.push(table(['model', ...warm], models.map((m) => [m, ...warm.map((d) => cellText(find(m, d)))])), '');
+  }
+  // Table 5: two-stage by adapter depth (fusion rows apart) against E2E, per backbone and data set.
+  const ts = rows.filter((r) => r.paradigm === 'ts' && typeof r.adapterDepth === 'number' && !r.fusion);
+  if (ts.length) {
+    const depths = [...new Set(ts.map((r) => r.adapterDepth as number))].sort((a, b) => a - b);
+    const lines: string[][] = [];
+    for (const d of plain)
+      for (const backbone of ['sasrec', 'dssm'] as const) {
+        const here = ts.filter((r) => r.dataset === d && r.backbone === backbone);
+        if (!here.length) continue;
+        const e2e = rows.filter((r) => r.dataset === d && r.backbone === backbone && r.paradigm === 'e2e');
+        const at = (n: number) => here.find((r) => r.adapterDepth === n);
+        lines.push([d, backbone, e2e.length ? e2e.map((r) => `${fmt(r['HR@10'])} (${r.model})`).join(', ') : '–', ...depths.map((n) => fmt(at(n)?.['HR@10']))]);
+      }
+    md.push("## Table 5: two-stage (frozen encoder + adapter of n layers) vs end to end, test HR@10", '');
+    md.push(table(['data set', 'backbone', 'E2E', ...depths.map((n) => `TS n=${n}`)], lines), '');
   }
   md.push('## Table 9: test HR@10 by target item (users in parentheses): new = 0 training interactions, cold = 1–9, warm = 10 or more', '');
   const bucketRows: string[][] = [];
