@@ -6,6 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { metrics, Model, popularityRanks, prepareDataset } from '../lib';
 import { encoderParameterCount } from '../lib/text/encoder';
+import { runStudy } from '../lib/study';
+import { writeReport } from '../lib/report/report';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -116,4 +118,21 @@ test('node train.js --text-encoder <Hugging Face folder> fine-tunes that checkpo
   const [row] = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
   assert.equal(row.pretrained, true);
   assert.equal(row.itemTower, `${path.basename(folder)}(pretrained)`);
+});
+
+test('adapterDepths runs each two-stage row once per depth (Table 5 series) and the report lists them', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-study-depths-'));
+  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-cache-'));
+  const before = process.env.MOREC_CACHE;
+  process.env.MOREC_CACHE = cacheDir;
+  try {
+    const rows = await runStudy({ dataset: 'synthetic', scale: 0.05, models: ['sasrec-ts0', 'sasrec-ts-add'], adapterDepths: [2, 6], epochs: 1, out, threads: 2 });
+    assert.deepEqual(rows.map((r) => [r.model, r.adapterDepth, r.fusion]), [['sasrec-ts2', 2, null], ['sasrec-ts6', 6, null], ['sasrec-ts-add', 0, 'add']]);
+    const report = fs.readFileSync((await writeReport(out)).file, 'utf8');
+    assert.ok(report.includes('| data set | backbone | E2E | TS n=2 | TS n=6 |'), report);
+    await assert.rejects(runStudy({ dataset: 'synthetic', scale: 0.05, models: ['sasrec-ts0'], adapterDepths: [-1], out }), /adapterDepths/);
+  } finally {
+    if (before === undefined) delete process.env.MOREC_CACHE;
+    else process.env.MOREC_CACHE = before;
+  }
 });

@@ -59,6 +59,7 @@ function featureOptionsFromArgs(args: Record<string, unknown>): NonNullable<Trai
     dtype: args['feature-dtype'] as 'float32' | 'float16',
     workers: args['extract-workers'] as number,
     ...(args['onnx-provider'] !== 'cpu' ? { provider: args['onnx-provider'] as 'cuda' } : {}),
+    ...(args['onnx-output'] ? { output: args['onnx-output'] as string } : {}),
     ...(args.tokenizer ? { tokenizer: args.tokenizer as string } : {}),
     maxTokens: args['max-tokens'] as number,
     ...(args['image-arch'] ? { arch: args['image-arch'] as string } : {}),
@@ -75,6 +76,7 @@ function featureFlags<T>(y: Argv<T>) {
     .option('feature-modality', { choices: ['text', 'image'] as const, describe: "two-stage: what the encoder reads (default: from the ONNX inputs, or the encoder's kind)" })
     .option('feature-dtype', { choices: ['float32', 'float16'] as const, default: 'float32' as const, describe: 'two-stage: how the cached features are stored' })
     .option('extract-workers', { type: 'number', default: 1, describe: 'two-stage: worker threads extracting features, each with its own ONNX Runtime session' })
+    .option('onnx-output', { type: 'string', describe: "two-stage: the ONNX output to read (default: last_hidden_state or pooler_output when the model has it, else its first output)" })
     .option('onnx-provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: "two-stage: ONNX Runtime's execution provider for extraction" })
     .option('tokenizer', { type: 'string', describe: "text: tokenizer folder (default: the checkpoint's, or a vocabulary built from the titles)" })
     .option('max-tokens', { type: 'number', default: 30, describe: 'text: tokens per title, [CLS] and [SEP] included' })

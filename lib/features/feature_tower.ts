@@ -41,6 +41,8 @@ export interface FeatureTowerOptions {
   adapterDropout?: number;
   /** Text: 'cls' (default) or 'mean' over the last hidden state. */
   pooling?: 'cls' | 'mean';
+  /** The ONNX output to read (default: last_hidden_state / pooler_output when present, else the first). */
+  output?: string;
   /** Stored features: 'float32' (default) or 'float16'. */
   dtype?: 'float32' | 'float16';
   /** Extraction workers (threads with their own ONNX Runtime session; default 1) and intra-op threads each. */
@@ -80,7 +82,7 @@ export interface PreparedFeatureTower {
   summary: string[];
 }
 
-const FEATURE_TOWER_OPTIONS = ['encoder', 'modality', 'adapterDepth', 'adapterDropout', 'pooling', 'dtype', 'workers', 'threads', 'batchSize', 'provider', 'tokenizer', 'maxTokens', 'missingText', 'size', 'normalize', 'missingImage', 'resize', 'arch', 'seed', 'workDir', 'onProgress', 'signal', 'log'];
+const FEATURE_TOWER_OPTIONS = ['encoder', 'modality', 'adapterDepth', 'adapterDropout', 'pooling', 'output', 'dtype', 'workers', 'threads', 'batchSize', 'provider', 'tokenizer', 'maxTokens', 'missingText', 'size', 'normalize', 'missingImage', 'resize', 'arch', 'seed', 'workDir', 'onProgress', 'signal', 'log'];
 
 /** A run folder (morec train) whose model has a text or image encoder: its best checkpoint and config. */
 export function runEncoderOf(name: string): { dir: string; checkpoint: string; config: RunConfigFile; modality: 'text' | 'image' } | undefined {
@@ -225,6 +227,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
   const total = inputs.numItems;
   const cache = await extractFeatures(onnxFile, inputs, root, {
     pooling,
+    ...(options.output ? { output: options.output } : {}),
     dtype: options.dtype,
     workers: options.workers,
     threads: options.threads,
