@@ -96,6 +96,8 @@ export interface RunResults {
   repeatedTargets: number;
   users: number;
   items: number;
+  /** What the item tower reads: 'id', 'text' or 'image' (two-stage towers: their frozen encoder's input). */
+  modality: 'id' | 'text' | 'image';
   /** Two-stage towers: the adapter's depth (null otherwise). */
   adapterDepth: number | null;
   /** ID + modality fusion ('add', 'cat'), or null. */
@@ -335,6 +337,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     repeatedTargets: seqs.repeatedTargetUsers('test').length,
     users: seqs.users,
     items: seqs.numItems,
+    modality: text ? 'text' : image ? 'image' : features ? features.cache.kind : 'id',
     adapterDepth: model.config.features ? model.config.features.adapterDepth : null,
     fusion: model.config.fusion && model.config.fusion !== 'none' ? model.config.fusion : null,
   };

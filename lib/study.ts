@@ -226,6 +226,8 @@ export interface ResultRow {
   grid: Record<string, number>;
   /** Users whose test item is already in their history (see the protocol's masking). */
   repeatedTargets: number;
+  /** What the item tower reads: 'id', 'text' or 'image' (two-stage rows: their frozen encoder's input). */
+  modality?: 'id' | 'text' | 'image';
   /** Two-stage rows: the adapter's depth (null otherwise). */
   adapterDepth?: number | null;
   /** ID + modality fusion ('add', 'cat'), or null. */
@@ -440,6 +442,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         buckets: r.buckets,
         grid: gridValues,
         repeatedTargets: r.repeatedTargets,
+        modality: r.modality,
         adapterDepth: r.adapterDepth ?? null,
         fusion: r.fusion ?? null,
       });

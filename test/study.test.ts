@@ -49,8 +49,10 @@ test('node train.js --epochs 2 --out DIR writes results.json rows with the docum
   // The report's Table 5 puts the two-stage depths next to the E2E row of the same backbone, with the rows' numbers.
   const report = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
   const f4 = (x: number) => x.toFixed(4);
-  assert.ok(report.includes('| data set | backbone | E2E | TS n=0 | TS n=8 |'), report);
-  assert.ok(report.includes(`| sasrec | ${f4(rows[2]['HR@10'])} (sasrec-text) | ${f4(rows[4]['HR@10'])} | ${f4(rows[5]['HR@10'])} |`), report);
+  assert.deepEqual(rows.map((x: { modality: string }) => x.modality), ['id', 'id', 'text', 'text', 'text', 'text', 'image']);
+  assert.ok(report.includes('| data set | backbone | modality | E2E | TS n=0 | TS n=8 |'), report);
+  // The text two-stage rows are set beside the text E2E row only (not the image row).
+  assert.ok(report.includes(`| sasrec | text | ${f4(rows[2]['HR@10'])} (sasrec-text) | ${f4(rows[4]['HR@10'])} | ${f4(rows[5]['HR@10'])} |`), report);
   assert.match(r.stdout, /text tower bert-tiny\(scratch\): word vocabulary of \d+ title words/);
   assert.match(r.stdout, /image tower resnet-mini\(scratch\): resnet \(basic blocks depths 1,1,1,1, width 8\), 32x32 pixels/);
   assert.match(r.stdout, /images: \d+ items 32x32 pil-bilinear \(ok \d+\)/);
@@ -129,7 +131,7 @@ test('adapterDepths runs each two-stage row once per depth (Table 5 series) and 
     const rows = await runStudy({ dataset: 'synthetic', scale: 0.05, models: ['sasrec-ts0', 'sasrec-ts-add'], adapterDepths: [2, 6], epochs: 1, out, threads: 2 });
     assert.deepEqual(rows.map((r) => [r.model, r.adapterDepth, r.fusion]), [['sasrec-ts2', 2, null], ['sasrec-ts6', 6, null], ['sasrec-ts-add', 0, 'add']]);
     const report = fs.readFileSync((await writeReport(out)).file, 'utf8');
-    assert.ok(report.includes('| data set | backbone | E2E | TS n=2 | TS n=6 |'), report);
+    assert.ok(report.includes('| data set | backbone | modality | E2E | TS n=2 | TS n=6 |'), report);
     await assert.rejects(runStudy({ dataset: 'synthetic', scale: 0.05, models: ['sasrec-ts0'], adapterDepths: [-1], out }), /adapterDepths/);
   } finally {
     if (before === undefined) delete process.env.MOREC_CACHE;

@@ -80,16 +80,18 @@ export async function writeReport(studyDir: string): Promise<Report> {
   if (ts.length) {
     const depths = [...new Set(ts.map((r) => r.adapterDepth as number))].sort((a, b) => a - b);
     const lines: string[][] = [];
+    // E2E rows of the same backbone and modality (rows from before `modality` existed: any E2E row).
     for (const d of plain)
-      for (const backbone of ['sasrec', 'dssm'] as const) {
-        const here = ts.filter((r) => r.dataset === d && r.backbone === backbone);
-        if (!here.length) continue;
-        const e2e = rows.filter((r) => r.dataset === d && r.backbone === backbone && r.paradigm === 'e2e');
-        const at = (n: number) => here.find((r) => r.adapterDepth === n);
-        lines.push([d, backbone, e2e.length ? e2e.map((r) => `${fmt(r['HR@10'])} (${r.model})`).join(', ') : '–', ...depths.map((n) => fmt(at(n)?.['HR@10']))]);
-      }
+      for (const backbone of ['sasrec', 'dssm'] as const)
+        for (const modality of ['text', 'image', undefined] as const) {
+          const here = ts.filter((r) => r.dataset === d && r.backbone === backbone && r.modality === modality);
+          if (!here.length) continue;
+          const e2e = rows.filter((r) => r.dataset === d && r.backbone === backbone && r.paradigm === 'e2e' && (modality === undefined || r.modality === undefined || r.modality === modality));
+          const at = (n: number) => here.find((r) => r.adapterDepth === n);
+          lines.push([d, backbone, modality ?? '–', e2e.length ? e2e.map((r) => `${fmt(r['HR@10'])} (${r.model})`).join(', ') : '–', ...depths.map((n) => fmt(at(n)?.['HR@10']))]);
+        }
     md.push("## Table 5: two-stage (frozen encoder + adapter of n layers) vs end to end, test HR@10", '');
-    md.push(table(['data set', 'backbone', 'E2E', ...depths.map((n) => `TS n=${n}`)], lines), '');
+    md.push(table(['data set', 'backbone', 'modality', 'E2E', ...depths.map((n) => `TS n=${n}`)], lines), '');
   }
   md.push('## Table 9: test HR@10 by target item (users in parentheses): new = 0 training interactions, cold = 1–9, warm = 10 or more', '');
   const bucketRows: string[][] = [];
