@@ -386,7 +386,7 @@ test('a text run’s trained encoder as the frozen encoder of a two-stage run: t
   const e2e = await trainRun(path.join(dir, 'e2e'), cfg, { mode: 'new' });
   const lines: string[] = [];
   const ts = await trainRun(path.join(dir, 'ts'), { ...cfg, model: { ...cfg.model, itemTower: 'features' as const, fusion: 'cat' as const }, text: undefined, features: { encoder: e2e.runDir, adapterDepth: 2 } }, { mode: 'new', log: (l) => lines.push(l) });
-  assert.equal(ts.results.itemTower, 'e2e(trained by the run, TS adapter 2) + ID (cat)');
+  assert.equal(ts.results.itemTower, 'bert-tiny(E2E-trained, TS adapter 2) + ID (cat)');
   assert.ok(lines.some((l) => /two-stage text encoder: the encoder trained by run .*e2e \(its best checkpoint\), frozen/.test(l)), lines.join('\n'));
   // The cached features are the E2E checkpoint's encoder output (mean pooling, as that run's tower).
   const data = await prepareDataset('synthetic', prepareOptionsOf(cfg));

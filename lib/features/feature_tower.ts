@@ -158,7 +158,9 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
     const manifest = readJson<{ digest: string }>(path.join(run.checkpoint, 'checkpoint.json'), 'the checkpoint manifest');
     const key = hash(['run', manifest.digest]);
     onnxFile = path.join(root, 'encoders', `run-${key.slice(0, 16)}.onnx`);
-    base = `${path.basename(run.dir)}`;
+    // Labelled by the encoder the run trained (e.g. bert-tiny), the run itself named in the summary.
+    const enc = (run.modality === 'text' ? run.config.text?.encoder ?? 'bert-tiny' : run.config.image?.encoder ?? 'resnet-mini');
+    base = path.basename(enc).replace(/\.(pth|bin|safetensors)$/, '');
     pretrained = true;
     let items: ItemStore;
     if (modality === 'text') {
@@ -245,7 +247,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
   const items = ItemStore.fromFeatureFile({ numItems: cache.numItems, dim: cache.dim, file: cache.file, dtype: cache.dtype }, { featureCache: cache.key });
   const features: PreparedFeatureTower['features'] = { dim: cache.dim, adapterDepth: options.adapterDepth ?? 0 };
   if (options.adapterDropout !== undefined) features.adapterDropout = options.adapterDropout;
-  const label = `${base!}(${run ? 'trained by the run' : pretrained ? 'pretrained' : 'scratch'}, TS adapter ${features.adapterDepth})`;
+  const label = `${base!}(${run ? 'E2E-trained' : pretrained ? 'pretrained' : 'scratch'}, TS adapter ${features.adapterDepth})`;
   return { features, items, cache, onnx: onnxFile, pretrained, label, summary };
 }
 
