@@ -412,7 +412,8 @@ export async function extractFeatures(encoderFile: string, inputs: FeatureInputs
       }
     };
     try {
-      await Promise.all(Array.from({ length: workers }, (_, w) => lane(w)));
+      // Two batches in flight per worker: the next one is queued while the main thread stores the last.
+      await Promise.all(Array.from({ length: 2 * workers }, (_, l) => lane(l % workers)));
     } finally {
       if (dim) flush(); // what was written stays usable by the next run
     }

@@ -42,9 +42,12 @@ async function start(): Promise<void> {
   reply({ type: 'ready', io });
 }
 
+// Token ids and mask values are small and non-negative: each int64 is its int32 in the low word (little-endian
+// on every platform onnxruntime-node ships for) and zero in the high word, written without a BigInt per value.
 function int64(a: Int32Array | Uint8Array, n: number): BigInt64Array {
   const out = new BigInt64Array(n);
-  for (let i = 0; i < n; i++) out[i] = BigInt(a[i]);
+  const words = new Int32Array(out.buffer);
+  for (let i = 0; i < n; i++) words[2 * i] = a[i];
   return out;
 }
 
