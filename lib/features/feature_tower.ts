@@ -26,12 +26,14 @@ import { prepareTextTower, tokenizedItems } from '../text/text_tower';
 import { loadTokenizer, MissingTextPolicy } from '../text/tokenizer';
 import { knownKeys } from '../validate';
 import { readJson, RunConfigFile } from '../run';
-import { extractFeatures, FeatureCache, FeatureInputs, hashFile, probeOnnx } from './extract';
+import { ExtractOptions, extractFeatures, FeatureCache, FeatureInputs, hashFile, probeOnnx } from './extract';
 
-export interface FeatureTowerOptions {
+/** Extraction options (ExtractOptions: dtype, workers, threads, batchSize, provider, output, progress) and what to extract from. */
+export interface FeatureTowerOptions extends Pick<ExtractOptions, 'output' | 'dtype' | 'workers' | 'threads' | 'batchSize' | 'provider' | 'onProgress' | 'signal' | 'log'> {
   /**
-   * The frozen encoder: an .onnx file, a folder with model.onnx, or a text/image encoder as the E2E towers take
-   * it (preset name, Hugging Face folder, torchvision weights file), exported to ONNX first. Default 'bert-tiny'.
+   * The frozen encoder: an .onnx file, a folder with model.onnx, a morec run folder (its trained encoder), or a
+   * text/image encoder as the E2E towers take it (preset name, Hugging Face folder, torchvision weights file),
+   * exported to ONNX first. Default 'bert-tiny'.
    */
   encoder?: string;
   /** 'text' or 'image' (default: from the ONNX inputs, or from which kind of encoder the name resolves to). */
@@ -41,15 +43,6 @@ export interface FeatureTowerOptions {
   adapterDropout?: number;
   /** Text: 'cls' (default) or 'mean' over the last hidden state. */
   pooling?: 'cls' | 'mean';
-  /** The ONNX output to read (default: last_hidden_state / pooler_output when present, else the first). */
-  output?: string;
-  /** Stored features: 'float32' (default) or 'float16'. */
-  dtype?: 'float32' | 'float16';
-  /** Extraction workers (threads with their own ONNX Runtime session; default 1) and intra-op threads each. */
-  workers?: number;
-  threads?: number;
-  batchSize?: number;
-  provider?: 'cpu' | 'cuda';
   /** Text: tokenizer folder (default: the encoder folder's, or for a preset the data set's word vocabulary). */
   tokenizer?: string;
   maxTokens?: number;
@@ -65,9 +58,6 @@ export interface FeatureTowerOptions {
   seed?: number;
   /** Where caches are written (default: the data set's cache folder, else a temp folder). */
   workDir?: string;
-  onProgress?: (done: number, total: number) => void;
-  signal?: AbortSignal;
-  log?: (line: string) => void;
 }
 
 export interface PreparedFeatureTower {
