@@ -21,8 +21,8 @@ import { describeProtocol, Protocol } from './protocol';
 import { fit, FitState } from './train/fit';
 import { prepareTextTower, TextTowerOptions } from './text/text_tower';
 import { encoderParameterCount } from './text/encoder';
-import { DroppedImages, ImageTowerOptions, imageTowerOrDropped, PreparedImageTower } from './image/image_tower';
-import { featureTowerOrDropped, FeatureTowerOptions, PreparedFeatureTower } from './features/feature_tower';
+import { DroppedImages, ImageTowerOptions, imageTowerOrDropped, prepareImageTower, PreparedImageTower } from './image/image_tower';
+import { featureTowerOrDropped, FeatureTowerOptions, prepareFeatureTower, PreparedFeatureTower } from './features/feature_tower';
 
 export interface TrainConfig {
   name?: string;
@@ -357,4 +357,64 @@ function imageEncoderParameters(model: Model): number {
 export function lastCheckpointEpochs(runDir: string): number | undefined {
   if (!fs.existsSync(path.join(runDir, 'last', 'checkpoint.json'))) return undefined;
   return (readManifest(path.join(runDir, 'last')).trainingState as { fit?: FitState }).fit?.epochs;
+}
+
+export interface OpenRunOptions {
+  /** The data set (default: the run's). */
+  dataset?: string;
+  /** Open it even when the data set's fingerprint differs from the run's or none is recorded (warned through `warn`). */
+  force?: boolean;
+  threads?: number;
+  /** Where warnings go (default: process.emitWarning). */
+  warn?: (message: string) => void;
+}
+
+export interface OpenedRun {
+  model: Model;
+  data: Dataset;
+  /** The run's config.json (empty for a bare checkpoint folder). */
+  runConfig: Partial<RunConfigFile>;
+  checkpointDir: string;
+}
+
+/**
+ * A run folder (its best checkpoint) or a bare checkpoint folder, loaded for inference with the data it was
+ * trained on: the data set prepared again with the run's options and checked against its fingerprint, and the
+ * item tower's inputs (tokens, image store, feature cache) prepared as the run prepared them. No optimizer
+ * state is read. Used by `morec eval` and by the serving Recommender.
+ */
+export async function openRun(dir: string, options: OpenRunOptions = {}): Promise<OpenedRun> {
+  const runDir = path.resolve(dir);
+  const warn = options.warn ?? ((m: string) => process.emitWarning(m, { code: 'MOREC_DATA' }));
+  const checkpointDir = fs.existsSync(path.join(runDir, 'checkpoint', 'checkpoint.json')) ? path.join(runDir, 'checkpoint') : runDir;
+  const configFile = path.join(runDir, 'config.json');
+  const runConfig: Partial<RunConfigFile> = fs.existsSync(configFile) ? readJson<Partial<RunConfigFile>>(configFile, "the run's config") : {};
+  const dataset = options.dataset ?? runConfig.datasetPath ?? runConfig.dataset;
+  if (!dataset) throw new MorecError('EUSAGE', `${runDir}: no config.json naming the dataset; pass --dataset`);
+  const data = await prepareDataset(dataset, {
+    maxLen: runConfig.maxLen ?? 20,
+    minSeqLen: runConfig.minSeqLen ?? 5,
+    keepDuplicates: runConfig.keepDuplicates ?? false,
+    ...(runConfig.warm ? { warm: runConfig.warm } : {}),
+    ...(runConfig.droppedItems ? { dropItems: runConfig.droppedItems } : {}),
+    synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
+  });
+  if (runConfig.dataFingerprint && runConfig.dataFingerprint !== data.fingerprint) {
+    const what = `the run was trained on data with fingerprint ${runConfig.dataFingerprint.slice(0, 12)}… but '${dataset}' prepares ${data.fingerprint.slice(0, 12)}…`;
+    if (!options.force) throw new MorecError('EMISMATCH', `${what}; refusing to use other data (pass --force, or force: true, to do it anyway)`);
+    warn(`${what}; the results are NOT on the run's data`);
+  } else if (!runConfig.dataFingerprint) {
+    if (!options.force) throw new MorecError('EMISMATCH', `${configFile}: no data fingerprint recorded, so the data cannot be checked; pass --force (force: true) to use the data anyway`);
+    warn(`no data fingerprint recorded in ${configFile}; the data set is not checked`);
+  }
+  // A text tower reads the items' tokens (rebuilt from the data set with the run's tokenization); an image
+  // tower the items' pixels (the image store prepared with the run's size and policy, reused when present).
+  const tower = runConfig.model?.itemTower;
+  const text = tower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
+  const image = tower === 'image' ? await prepareImageTower(data, { ...runConfig.image, encoder: undefined, arch: undefined, size: runConfig.model?.image?.imageSize }) : undefined;
+  const features = tower === 'features' ? await prepareFeatureTower(data, { ...runConfig.features, seed: runConfig.seed }) : undefined;
+  const { model } = Model.load(checkpointDir, options.threads ? { threads: options.threads } : {}, { items: text?.items ?? image?.items ?? features?.items, inference: true });
+  if (data.sequences.numItems !== model.config.numItems)
+    throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
+  return { model, data, runConfig, checkpointDir };
 }

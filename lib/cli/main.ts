@@ -5,18 +5,15 @@ import * as path from 'node:path';
 import yargs, { Argv } from 'yargs';
 import { formatLoadReport, prepareDataset } from '../data/dataset';
 import { MorecError, reportFailure } from '../errors';
-import { lastCheckpointEpochs, readJson, RunConfigFile, TrainConfig, trainRun } from '../run';
+import { lastCheckpointEpochs, openRun, readJson, TrainConfig, trainRun } from '../run';
 import { didYouMean, nonNegativeInt, numberIn, positiveInt } from '../validate';
 import { metrics } from '../metrics';
-import { Model } from '../model';
 import { loadAddon } from '../native';
 import { popularityRanks } from '../popularity';
 import { ProgressBar } from './progress';
 import { stopOnSignals } from './signals';
 import { writeReport } from '../report/report';
 import { studyMain } from './study_command';
-import { prepareImageTower } from '../image/image_tower';
-import { prepareTextTower } from '../text/text_tower';
 import { listFeatureCaches } from '../features/extract';
 import { prepareFeatureTower } from '../features/feature_tower';
 import { exportEncoderFile } from '../onnx/export_file';
@@ -224,36 +221,12 @@ async function train(args: Record<string, unknown>): Promise<void> {
 }
 
 async function evaluate(args: Record<string, unknown>): Promise<void> {
-  const runDir = path.resolve(args.run as string);
-  const ckpt = fs.existsSync(path.join(runDir, 'checkpoint', 'checkpoint.json')) ? path.join(runDir, 'checkpoint') : runDir;
-  const configFile = path.join(runDir, 'config.json');
-  const runConfig: Partial<RunConfigFile> = fs.existsSync(configFile) ? readJson<Partial<RunConfigFile>>(configFile, "the run's config") : {};
-  const dataset = (args.dataset as string | undefined) ?? runConfig.datasetPath ?? runConfig.dataset;
-  if (!dataset) throw usage(`${runDir}: no config.json naming the dataset; pass --dataset`);
-  const data = await prepareDataset(dataset, {
-    maxLen: runConfig.maxLen ?? 20,
-    minSeqLen: runConfig.minSeqLen ?? 5,
-    keepDuplicates: runConfig.keepDuplicates ?? false,
-    ...(runConfig.warm ? { warm: runConfig.warm } : {}),
-    ...(runConfig.droppedItems ? { dropItems: runConfig.droppedItems } : {}),
-    synthetic: { seed: runConfig.seed ?? 42, scale: runConfig.scale ?? 1 },
+  const { model, data, runConfig, checkpointDir: ckpt } = await openRun(args.run as string, {
+    dataset: args.dataset as string | undefined,
+    force: args.force as boolean,
+    ...(args.threads ? { threads: args.threads as number } : {}),
+    warn: (m) => console.error(`WARNING: ${m}`),
   });
-  if (runConfig.dataFingerprint && runConfig.dataFingerprint !== data.fingerprint) {
-    const what = `the run was trained on data with fingerprint ${runConfig.dataFingerprint.slice(0, 12)}… but '${dataset}' prepares ${data.fingerprint.slice(0, 12)}…`;
-    if (!args.force) throw new MorecError('EMISMATCH', `${what}; refusing to evaluate on other data (pass --force to do it anyway)`);
-    console.error(`WARNING: --force: ${what}; the metrics below are NOT on the run's data`);
-  } else if (!runConfig.dataFingerprint) {
-    if (!args.force) throw new MorecError('EMISMATCH', `${configFile}: no data fingerprint recorded, so the data cannot be checked; pass --force to evaluate anyway`);
-    console.error(`WARNING: --force: no data fingerprint recorded in ${configFile}; the data set is not checked`);
-  }
-  // A text tower reads the items' tokens (rebuilt from the data set with the run's tokenization); an image
-  // tower the items' pixels (the image store prepared with the run's size and policy, reused when present).
-  const text = runConfig.model?.itemTower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
-  const image = runConfig.model?.itemTower === 'image' ? await prepareImageTower(data, { ...runConfig.image, encoder: undefined, arch: undefined, size: runConfig.model.image?.imageSize }) : undefined;
-  const features = runConfig.model?.itemTower === 'features' ? await prepareFeatureTower(data, { ...runConfig.features, seed: runConfig.seed }) : undefined;
-  const { model } = Model.load(ckpt, args.threads ? { threads: args.threads as number } : {}, { items: text?.items ?? image?.items ?? features?.items, inference: true });
-  if (data.sequences.numItems !== model.config.numItems)
-    throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   const bar = new ProgressBar(args.quiet as boolean);
   const mode = args.mode as 'full' | 'sampled';
   // The run's protocol decides whether a repeated target counts as a miss (the paper's), as in its results.json.
