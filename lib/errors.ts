@@ -15,6 +15,8 @@ export type MorecErrorCode =
   | 'ENOENT' // a file does not exist
   | 'EIO' // a file could not be read
   | 'EABORT' // stopped by an AbortSignal (or SIGINT/SIGTERM in the CLI)
+  | 'EUNKNOWN' // an item or user id the model does not know
+  | 'ECLOSED' // the recommender (or service) was closed
   | 'ENATIVE'; // any other native failure
 
 export class MorecError extends Error {

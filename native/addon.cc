@@ -8,6 +8,7 @@
 #include "item_store_wrap.h"
 #include "job_queue.h"
 #include "model_wrap.h"
+#include "scorer_wrap.h"
 #include "sequences_wrap.h"
 #include "train/negative_sampler.h"
 
@@ -128,6 +129,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->model = Napi::Persistent(model);
   exports.Set("Sequences", sequences);
   exports.Set("Model", model);
+  exports.Set("Scorer", ScorerWrap::define(env));
   exports.Set("fullRankingRanks", Napi::Function::New(env, fullRankingRanks, "fullRankingRanks"));
   exports.Set("sampleNegatives", Napi::Function::New(env, sampleNegatives, "sampleNegatives"));
   exports.Set("torchInfo", Napi::Function::New(env, torchInfo, "torchInfo"));

@@ -1,5 +1,5 @@
 // What a JS Model object owns, shared with the async workers that run on it (so a model collected by
-// JS while an epoch runs stays alive until the epoch ends). `busy` is touched on the JS thread only;
+// JS while an epoch runs stays alive until the epoch ends). `busy` and `serving` are touched on the JS thread only;
 // `cancel` is set by Model.cancel() (an AbortSignal) or a dying environment, cleared when a job is queued,
 // and read by the job thread at every batch.
 #pragma once
@@ -15,11 +15,22 @@ namespace morec {
 
 struct ModelCore {
   std::shared_ptr<Recommender> model;
-  std::unique_ptr<Trainer> trainer;
   bool busy = false;
+  // Open scorers serving this model (JS thread only): while any is open the model is read-only.
+  int serving = 0;
   std::atomic<bool> cancel{false};
   // A copy of every parameter (snapshotWeights), e.g. the best epoch's, kept natively: never through JS.
   std::vector<torch::Tensor> snapshot;
+
+  // The optimizer and its state, created on first use: a model loaded for inference or serving never
+  // allocates them.
+  Trainer& trainer() {
+    if (!trainer_) trainer_ = std::make_unique<Trainer>(*model);
+    return *trainer_;
+  }
+
+ private:
+  std::unique_ptr<Trainer> trainer_;
 };
 
 }  // namespace morec

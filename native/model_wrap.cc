@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "addon_data.h"
 #include "evaluate_worker.h"
 #include "item_store_wrap.h"
 #include "io/state_dict_reader.h"
@@ -46,7 +47,6 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     core_ = std::make_shared<ModelCore>();
     core_->model = std::make_shared<Recommender>(cfg, store);
     core_->model->eval();
-    core_->trainer = std::make_unique<Trainer>(*core_->model);
     configObject_ = Napi::Persistent(cfg.toJs(info.Env()));
   });
 }
@@ -54,6 +54,15 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
 void ModelWrap::ensureIdle() const {
   if (core_->busy)
     throw MorecException("EBUSY", "the model is busy with a training epoch or an evaluation; await it first");
+  if (core_->serving)
+    throw MorecException("EBUSY", "the model is being served (a Recommender over it is open); close the Recommender first");
+}
+
+std::shared_ptr<ModelCore> ModelWrap::coreOf(const Napi::Value& v, const char* name) {
+  auto* addon = v.Env().GetInstanceData<AddonData>();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon->model.Value()))
+    throw invalidArg(std::string("Expected a Model for ") + name + " but received " + describeValue(v));
+  return Napi::ObjectWrap<ModelWrap>::Unwrap(v.As<Napi::Object>())->core_;
 }
 
 Napi::Value ModelWrap::config(const Napi::CallbackInfo& info) {
@@ -391,7 +400,7 @@ Napi::Value ModelWrap::restoreWeights(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::optimizerState(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
-    auto& opt = core_->trainer->optimizer();
+    auto& opt = core_->trainer().optimizer();
     std::vector<std::pair<std::string, torch::Tensor>> all;
     for (auto& kv : opt.state()) all.emplace_back(kv.first, kv.second);
     Napi::Object out = Napi::Object::New(info.Env());
@@ -408,7 +417,7 @@ Napi::Value ModelWrap::setOptimizerState(const Napi::CallbackInfo& info) {
     const int64_t step = readInt(o, "step", 0, 0, INT64_C(1) << 50);
     Napi::Value tv = o.Get("tensors");
     if (!tv.IsObject()) throw invalidArg("Expected an object for tensors but received " + describeValue(tv));
-    auto& opt = core_->trainer->optimizer();
+    auto& opt = core_->trainer().optimizer();
     std::map<std::string, torch::Tensor> fresh;
     std::vector<std::pair<std::string, torch::Tensor>> dst;
     for (auto& kv : opt.state()) {

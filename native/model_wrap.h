@@ -14,6 +14,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info);
+  // The native state of a JS Model (EINVAL naming `name` when v is not one).
+  static std::shared_ptr<ModelCore> coreOf(const Napi::Value& v, const char* name);
 
  private:
   Napi::Value config(const Napi::CallbackInfo& info);

@@ -7,7 +7,7 @@ TrainEpochWorker::TrainEpochWorker(std::shared_ptr<ModelCore> core, std::shared_
     : PromiseWorker("morec.trainEpoch", std::move(core)), seqs_(std::move(seqs)), options_(options) {}
 
 void TrainEpochWorker::run() {
-  result_ = core_->trainer->runEpoch(
+  result_ = core_->trainer().runEpoch(
       *seqs_, options_, [&](int64_t done, int64_t total, double loss) { report({done, total, loss}); }, core_->cancel);
   releaseFreeMemory();
 }
@@ -23,7 +23,7 @@ Napi::Value TrainEpochWorker::result(Napi::Env env) {
   r.Set("sequences", double(result_.sequences));
   r.Set("positions", double(result_.positions));
   r.Set("steps", double(result_.steps));
-  r.Set("optimizerSteps", double(core_->trainer->optimizer().steps()));
+  r.Set("optimizerSteps", double(core_->trainer().optimizer().steps()));
   r.Set("seconds", result_.seconds);
   return r;
 }

@@ -2,8 +2,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace morec {
@@ -88,6 +90,55 @@ void Ranker::fullRanking(const torch::Tensor& userVectors, const torch::Tensor& 
     fullRankingCpu(users, items, queries, out, chunkRows);
   else
     fullRankingTensor(users, items, queries, out, chunkRows);
+}
+
+void Ranker::topK(torch::Tensor& scores, const TopKQuery* queries, const int64_t* outOffsets, int32_t* items,
+                  float* outScores, int64_t* counts) {
+  const int64_t B = scores.size(0), N1 = scores.size(1);
+  const float negInf = -std::numeric_limits<float>::infinity();
+  float* base = scores.data_ptr<float>();
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    using Entry = std::pair<float, int32_t>;
+    // better(a, b): a ranks before b. As a heap comparator the worst kept entry sits on top.
+    auto better = [](const Entry& a, const Entry& c) { return a.first > c.first || (a.first == c.first && a.second < c.second); };
+    std::vector<Entry> heap;
+    for (int64_t r = b0; r < b1; ++r) {
+      float* row = base + r * N1;
+      const TopKQuery& q = queries[r];
+      row[0] = negInf;
+      for (int64_t i = 0; i < q.maskedLength; ++i) row[q.masked[i]] = negInf;
+      heap.clear();
+      const int64_t k = q.k;
+      auto consider = [&](int32_t item) {
+        const float s = row[item];
+        if (!(s > negInf)) return;  // masked, or NaN
+        const Entry e{s, item};
+        if (int64_t(heap.size()) < k) {
+          heap.push_back(e);
+          std::push_heap(heap.begin(), heap.end(), better);
+        } else if (better(e, heap.front())) {
+          std::pop_heap(heap.begin(), heap.end(), better);
+          heap.back() = e;
+          std::push_heap(heap.begin(), heap.end(), better);
+        }
+      };
+      if (q.allowed) {
+        for (int64_t i = 0; i < q.allowedLength; ++i) {
+          const int32_t item = q.allowed[i];
+          consider(item);
+          row[item] = negInf;  // an item listed twice is considered once
+        }
+      } else {
+        for (int32_t item = 1; item < N1; ++item) consider(item);
+      }
+      std::sort_heap(heap.begin(), heap.end(), better);
+      counts[r] = int64_t(heap.size());
+      for (size_t i = 0; i < heap.size(); ++i) {
+        items[outOffsets[r] + int64_t(i)] = heap[i].second;
+        outScores[outOffsets[r] + int64_t(i)] = heap[i].first;
+      }
+    }
+  });
 }
 
 void Ranker::sampledRanking(const torch::Tensor& userVectors, const torch::Tensor& itemVectors,
