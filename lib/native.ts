@@ -266,9 +266,35 @@ export interface NativeModel {
   setOptimizerState(state: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): void;
 }
 
+/** Counts of a Scorer's native serving path. */
+export interface NativeScorerStats {
+  /** Requests answered (or failed) so far. */
+  requests: number;
+  /** Native passes (one user-encoder pass + one GEMM each) that answered them. */
+  batches: number;
+  /** The most requests one pass answered. */
+  largestBatch: number;
+  /** Requests queued now, not yet in a pass. */
+  queued: number;
+}
+
+/** A model's item table kept natively for serving: requests are queued, micro-batched and answered with the top K. */
+export interface NativeScorer {
+  /**
+   * Queues one request: history (item indices, oldest first), user (DSSM user index, else -1), k, exclude
+   * (item indices), filter (allowed item indices, or null for all), maskHistory. Resolves the top k.
+   */
+  recommend(history: Int32Array, user: number, k: number, exclude: Int32Array, filter: Int32Array | null, maskHistory: boolean): Promise<{ items: Int32Array; scores: Float32Array }>;
+  stats(): NativeScorerStats;
+  /** Rejects queued requests with ECLOSED, frees the table after the pass in flight, gives the model back. */
+  close(): void;
+}
+
 export interface NativeAddon {
   Sequences: new (offsets: Int32Array, items: Int32Array, numItems: number) => NativeSequences;
   Model: new (config: Partial<NativeModelConfig>, items?: NativeItemStore) => NativeModel;
+  /** itemTable: (numItems + 1) x d (Model.itemVectors); maxBatch: most requests per pass (1: no micro-batching). */
+  Scorer: new (model: NativeModel, itemTable: Float32Array, options: { maxBatch: number; threads: number }) => NativeScorer;
   ItemStore: new (
     options:
       | { numItems: number; maxTokens: number; tokens: Int32Array; lengths: Int32Array }
