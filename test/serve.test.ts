@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { ItemStore, Model, Recommender, Sequences } from '../lib';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { ItemStore, Model, openRun, Recommender, Sequences } from '../lib';
 import { chainWorld, isMorec, rng } from './helpers';
 
 /** Two answers agree: same items in the same order (up to neighbours whose scores tie within float noise), scores within 1e-5. */
@@ -121,6 +123,47 @@ test('a MoRec tower (two-stage features with an adapter, fused with IDs) and DSS
     }
     assert.ok(compared > 30, `${name}: ${compared} users compared`);
     await rec.close();
+  }
+});
+
+test('Recommender.load of a text MoRec run folder (bert-tiny, trained end to end) ranks as the run\'s evaluation', async (t) => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-serve-runs-'));
+  const env = { ...process.env, MOREC_CACHE: fs.mkdtempSync(path.join(os.tmpdir(), 'morec-serve-cache-')) };
+  const cli = path.resolve(__dirname, '..', 'lib', 'cli', 'main.js');
+  const r = spawnSync(process.execPath, [cli, 'train', '--item-tower', 'text', '--scale', '0.25', '--epochs', '1', '--batch-size', '256', '--encoder-lr', '1e-3',
+    '--name', 'text', '--runs-dir', runs, '--quiet', '--threads', '2'], { encoding: 'utf8', env });
+  assert.equal(r.status, 0, r.stderr);
+  const dir = path.join(runs, 'text');
+  const saved = process.env.MOREC_CACHE;
+  process.env.MOREC_CACHE = env.MOREC_CACHE;
+  try {
+    const reference = await openRun(dir);
+    const ranks = await reference.model.evaluate(reference.data.sequences, { split: 'test' });
+    const seqs = reference.data.sequences;
+    let progress = 0;
+    const rec = await Recommender.load(dir, { onProgress: (done) => (progress = done) });
+    assert.equal(rec.itemTower, 'text');
+    assert.equal(progress, seqs.numItems, 'the item table was encoded with progress');
+    const names = reference.data.itemIds;
+    let compared = 0;
+    for (let u = 0; u < seqs.users; u += 7) {
+      const s = seqs.sequence(u);
+      const history = Array.from(s.subarray(0, s.length - 1), (i) => names[i - 1]);
+      const target = names[s[s.length - 1] - 1];
+      if (history.includes(target)) continue;
+      const got = await rec.recommend(history, { k: seqs.numItems });
+      assert.equal(got.findIndex((x) => x.item === target), ranks[u], `user ${u}`);
+      compared++;
+    }
+    t.diagnostic(`${compared} users compared`);
+    assert.ok(compared > 20);
+    // A user by id: the whole known sequence is the history.
+    const u0 = reference.data.userIds[0];
+    assert.deepEqual(await rec.recommend({ user: u0 }, { k: 5 }), await rec.recommend(Array.from(seqs.sequence(0), (i) => names[i - 1]), { k: 5 }));
+    await rec.close();
+  } finally {
+    if (saved === undefined) delete process.env.MOREC_CACHE;
+    else process.env.MOREC_CACHE = saved;
   }
 });
 
