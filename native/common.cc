@@ -171,8 +171,22 @@ int threadBudget() {
   return b > 0 ? b : availableCores();
 }
 
+static std::atomic<int> jobThreads{0};  // intra-op threads of the long job running now (0: none)
+static thread_local bool onJobThread = false;
+
+void markJobThread() { onJobThread = true; }
+void jobFinished() { jobThreads = 0; }
+
 void useThreads(int64_t threads) {
   const int n = int(threads > 0 ? std::min<int64_t>(threads, threadBudget()) : threadBudget());
+  if (onJobThread) jobThreads = n;
+  if (at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+void useServingThreads(int64_t threads) {
+  const int budget = threadBudget();
+  const int wanted = int(threads > 0 ? std::min<int64_t>(threads, budget) : budget);
+  const int n = std::max(1, std::min(wanted, budget - jobThreads.load()));
   if (at::get_num_threads() != n) at::set_num_threads(n);
 }
 

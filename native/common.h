@@ -69,6 +69,13 @@ int threadBudget();
 // Sets libtorch's intra-op threads for the calling thread (OpenMP keeps this per thread): `threads` (a
 // model's config; 0 = no limit of its own), never more than the process budget.
 void useThreads(int64_t threads);
+// The serving thread's share: what the long job running now (if any) leaves of the budget, at least one
+// thread, at most `threads` (0 = no limit of its own). A job keeps its count for its whole run (its results do
+// not depend on serving load); serving passes take the rest.
+void useServingThreads(int64_t threads);
+// The job thread marks itself once; a finished job gives its threads back.
+void markJobThread();
+void jobFinished();
 
 // Stops a job at a batch boundary once its model's cancel flag is set (an AbortSignal fired in JS):
 // "aborted at batch 12 of 40".

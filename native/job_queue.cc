@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include "common.h"
+
 namespace morec {
 
 JobQueue& JobQueue::instance() {
@@ -20,6 +22,7 @@ void JobQueue::push(napi_env owner, std::atomic<bool>* cancel, std::function<voi
 }
 
 void JobQueue::loop() {
+  markJobThread();
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     queued_.wait(lock, [this] { return !queue_.empty(); });
@@ -29,6 +32,7 @@ void JobQueue::loop() {
     runningCancel_ = e.cancel;
     lock.unlock();
     e.task();  // a task reports its own errors; it does not throw
+    jobFinished();
     e.task = nullptr;  // what the job held is released off the lock
     lock.lock();
     running_ = nullptr;

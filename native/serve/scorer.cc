@@ -40,7 +40,7 @@ std::vector<RecommendResult> Scorer::score(const std::vector<const RecommendRequ
   const int64_t B = int64_t(batch.size());
   std::vector<RecommendResult> out(static_cast<size_t>(B));
   if (B == 0) return out;
-  useThreads(threads_ > 0 ? threads_ : cfg.threads);
+  useServingThreads(threads_ > 0 ? threads_ : cfg.threads);
   torch::NoGradGuard noGrad;
   model_->eval();
   // The batch's histories as sequences of their own (user r = request r), laid out by the evaluation's
