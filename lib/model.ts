@@ -5,6 +5,7 @@
 import * as os from 'node:os';
 import { invalid, MorecError, toMorecError } from './errors';
 import { CheckpointInfo, readCheckpoint, writeCheckpoint } from './checkpoint';
+import { yieldToLoop } from './io/hash';
 import { ItemStore } from './item_store';
 import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochBatches, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
@@ -280,11 +281,13 @@ export class Model {
    * and sha256) into `dir`. A save interrupted at any moment leaves the previous checkpoint loadable; files of
    * interrupted saves are removed by the next save. extra.best: 'current' marks these weights as the best so
    * far, 'keep' keeps the best weights of the checkpoint already in `dir` (used by resumable runs).
+   * The weights and optimizer state are copied together on morec's job thread (a consistent snapshot, taken
+   * after the jobs queued before it; the model is busy until the copy is made, so await save() before the next
+   * epoch); serializing, hashing and writing them then run without holding the event loop.
    */
-  save(dir: string, extra: { trainingState?: Record<string, unknown>; metrics?: Record<string, unknown>; best?: 'current' | 'keep' } = {}): CheckpointInfo {
+  async save(dir: string, extra: { trainingState?: Record<string, unknown>; metrics?: Record<string, unknown>; best?: 'current' | 'keep' } = {}): Promise<CheckpointInfo> {
     if (typeof dir !== 'string' || dir.length === 0) throw invalid('a folder path', 'dir', dir);
-    const params = callNative(() => this.native.parameters());
-    const optimizer = callNative(() => this.native.optimizerState());
+    const { params, optimizer } = await awaitNative(() => this.native.stateCopy());
     return writeCheckpoint(dir, { params, optimizer, config: this.config, ...extra });
   }
 
@@ -293,29 +296,32 @@ export class Model {
    * `overrides` may change threads or device. options.items: a text-tower model needs the same ItemStore it
    * was trained with (see prepareTextTower). options.inference: no optimizer state is read (nor required).
    * options.restoreBest: the checkpoint's best weights become the model's snapshot (restoreWeights()), for
-   * resuming a run.
+   * resuming a run. Files are read, hashed and checked without holding the event loop for long, and the
+   * event loop runs between the core's synchronous steps (building the model, copying weights in, copying
+   * the optimizer state in), each of which takes a while for a large item table.
    */
-  static load(
+  static async load(
     dir: string,
     overrides: { threads?: number; device?: string } = {},
     options: { items?: ItemStore; inference?: boolean; restoreBest?: boolean } = {},
-  ): { model: Model; info: CheckpointInfo } {
+  ): Promise<{ model: Model; info: CheckpointInfo }> {
     if (typeof dir !== 'string' || dir.length === 0) throw invalid('a checkpoint folder path', 'dir', dir);
     for (const key of Object.keys(overrides ?? {}))
       if (key !== 'threads' && key !== 'device') throw new MorecError('EINVAL', `Unknown override ${key} (a checkpoint's config is fixed; only threads and device may change)`);
-    const ckpt = readCheckpoint(dir, { inference: options.inference, best: options.restoreBest });
+    const ckpt = await readCheckpoint(dir, { inference: options.inference, best: options.restoreBest });
+    if (options.restoreBest && !ckpt.info.files.best) throw new MorecError('EINVAL', `${dir}: the checkpoint holds no best weights to restore`);
     const model = Model.create({ ...withLegacyDefaults(ckpt.info.config as ModelConfig), ...overrides }, { items: options.items });
-    if (options.restoreBest) {
-      if (!ckpt.info.files.best) throw new MorecError('EINVAL', `${dir}: the checkpoint holds no best weights to restore`);
-      if (ckpt.best) {
-        model.setParameters(ckpt.best);
-        model.snapshotWeights();
-      }
+    await yieldToLoop();
+    if (options.restoreBest && ckpt.best) {
+      model.setParameters(ckpt.best);
+      model.snapshotWeights();
+      await yieldToLoop();
     }
     model.setParameters(ckpt.params);
     if (options.restoreBest && !ckpt.best) model.snapshotWeights();
     if (ckpt.optimizer) {
       const opt = ckpt.optimizer;
+      await yieldToLoop();
       callNative(() => model.native.setOptimizerState(opt));
     }
     return { model, info: ckpt.info };

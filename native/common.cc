@@ -140,6 +140,19 @@ Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t) {
   throw MorecException("ENATIVE", "tensorToTypedArray: unsupported dtype");
 }
 
+Napi::Object namedTensorViews(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, t] : tensors) {
+    Napi::Object entry = Napi::Object::New(env);
+    Napi::Array shape = Napi::Array::New(env, size_t(t.dim()));
+    for (int64_t i = 0; i < t.dim(); ++i) shape.Set(uint32_t(i), double(t.size(i)));
+    entry.Set("shape", shape);
+    entry.Set("data", tensorToTypedArray(env, t));
+    out.Set(name, entry);
+  }
+  return out;
+}
+
 void releaseFreeMemory() {
 #if defined(__GLIBC__)
   malloc_trim(0);

@@ -58,6 +58,8 @@ Napi::TypedArrayOf<float> readFloat32Array(const Napi::Value& v, const char* nam
 // A Float32Array/Int32Array over the memory of a contiguous CPU tensor, without copying: the array keeps
 // the tensor alive until it is garbage collected.
 Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t);
+// { name: { shape, data } } over contiguous CPU float tensors' memory (tensorToTypedArray: no copy).
+Napi::Object namedTensorViews(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
 
 // Cores this process may use: its CPU affinity, never more than std::thread::hardware_concurrency().
 int availableCores();

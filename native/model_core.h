@@ -6,12 +6,23 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "models/recommender.h"
 #include "train/trainer.h"
 
 namespace morec {
+
+// A model's state: its parameters and its floating-point buffers (BatchNorm running statistics), by name.
+inline std::vector<std::pair<std::string, torch::Tensor>> modelState(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> all;
+  for (auto& kv : model.named_parameters()) all.emplace_back(kv.key(), kv.value());
+  for (auto& kv : model.named_buffers())
+    if (kv.value().is_floating_point()) all.emplace_back(kv.key(), kv.value());
+  return all;
+}
 
 struct ModelCore {
   std::shared_ptr<Recommender> model;

@@ -10,6 +10,7 @@
 #include "models/image_item_tower.h"
 #include "models/text_item_tower.h"
 #include "sequences_wrap.h"
+#include "state_copy_worker.h"
 #include "train/epoch_batches.h"
 #include "train_epoch_worker.h"
 
@@ -32,6 +33,7 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::snapshotWeights>("snapshotWeights"),
                       InstanceMethod<&ModelWrap::restoreWeights>("restoreWeights"),
                       InstanceMethod<&ModelWrap::optimizerState>("optimizerState"),
+                      InstanceMethod<&ModelWrap::stateCopy>("stateCopy"),
                       InstanceMethod<&ModelWrap::setOptimizerState>("setOptimizerState")});
 }
 
@@ -303,22 +305,11 @@ Napi::Value ModelWrap::loadEncoderWeights(const Napi::CallbackInfo& info) {
   });
 }
 
-static Napi::Array shapeOf(Napi::Env env, const torch::Tensor& t) {
-  Napi::Array a = Napi::Array::New(env, size_t(t.dim()));
-  for (int64_t i = 0; i < t.dim(); ++i) a.Set(uint32_t(i), double(t.size(i)));
-  return a;
-}
-
 static Napi::Object namedTensors(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
-  Napi::Object out = Napi::Object::New(env);
-  for (const auto& [name, t] : tensors) {
-    Napi::Object entry = Napi::Object::New(env);
-    entry.Set("shape", shapeOf(env, t));
-    // A copy: the arrays are snapshots, not views of weights that later training would change.
-    entry.Set("data", tensorToTypedArray(env, t.detach().to(torch::kCPU, torch::kFloat, false, true)));
-    out.Set(name, entry);
-  }
-  return out;
+  std::vector<std::pair<std::string, torch::Tensor>> copies;
+  // Copies: the arrays are snapshots, not views of weights that later training would change.
+  for (const auto& [name, t] : tensors) copies.emplace_back(name, t.detach().to(torch::kCPU, torch::kFloat, false, true));
+  return namedTensorViews(env, copies);
 }
 
 // Copies {name: Float32Array | {data: Float32Array}} into the given tensors; every tensor must be present.
@@ -344,14 +335,6 @@ static void assignNamed(const Napi::Object& src, const std::vector<std::pair<std
   }
 }
 
-// A model's state: its parameters and its floating-point buffers (BatchNorm running statistics), by name.
-static std::vector<std::pair<std::string, torch::Tensor>> modelState(torch::nn::Module& model) {
-  std::vector<std::pair<std::string, torch::Tensor>> all;
-  for (auto& kv : model.named_parameters()) all.emplace_back(kv.key(), kv.value());
-  for (auto& kv : model.named_buffers())
-    if (kv.value().is_floating_point()) all.emplace_back(kv.key(), kv.value());
-  return all;
-}
 
 Napi::Value ModelWrap::parameters(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -394,6 +377,15 @@ Napi::Value ModelWrap::restoreWeights(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < state.size(); ++i) state[i].second.copy_(core_->snapshot[i]);
     core_->model->itemTower().weightsChanged();
     return info.Env().Undefined();
+  });
+}
+
+// The weights and the optimizer state copied together on the job thread (a consistent snapshot that never
+// holds the event loop): { params, optimizer: { step, tensors } }, arrays over the copies' memory.
+Napi::Value ModelWrap::stateCopy(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    return std::make_shared<StateCopyWorker>(core_)->start(info.Env(), Napi::Function());
   });
 }
 

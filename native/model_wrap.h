@@ -33,6 +33,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value snapshotWeights(const Napi::CallbackInfo& info);
   Napi::Value restoreWeights(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);
+  Napi::Value stateCopy(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
   void ensureIdle() const;
 

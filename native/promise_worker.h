@@ -93,6 +93,7 @@ class PromiseWorker : public std::enable_shared_from_this<PromiseWorker<Progress
       describeCurrentException(errorCode_, errorMessage_);
       failed_ = true;
     }
+    jobFinished();  // its threads are free before anyone hears it is done
     std::lock_guard<std::mutex> lock(mutex_);
     if (post(Event::done)) channel_.Release();
   }

@@ -8,6 +8,7 @@
     "train_epoch_worker.cc",
     "evaluate_worker.cc",
     "item_vectors_worker.cc",
+    "state_copy_worker.cc",
     "item_store_wrap.cc",
     "scorer_wrap.cc",
     "serve/scorer.cc",

@@ -1,7 +1,17 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { Model, MorecError } from '../lib';
 import { chainWorld } from './helpers';
+
+/** A real garbage collector whether or not node runs with --expose-gc (npm test does not pass it). */
+function exposedGc(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 test('an epoch runs off the event loop: a timer keeps firing and progress is reported', async () => {
   const world = chainWorld(2000, 300, 2);
@@ -45,8 +55,24 @@ test('a throwing progress callback does not break the epoch; a model dropped mid
   });
   assert.equal(calls, 1, 'the callback is not called again after it throws');
   assert.ok(Number.isFinite(r.loss));
-  // Start an epoch and drop every JS reference to the model; the native side keeps it alive until done.
-  const pending = Model.create({ backbone: 'sasrec', numItems: 80, d: 16, maxLen: 10, threads: 1 }).trainEpoch(world, { batchSize: 8 });
-  (globalThis as { gc?: () => void }).gc?.();
+  // Start an epoch and drop every JS reference to the model; the native side keeps it alive until done,
+  // through full collections run while the epoch runs; afterwards the model is collected.
+  const gc = exposedGc();
+  let collected = false;
+  const registry = new FinalizationRegistry(() => (collected = true));
+  let dropped: Model | undefined = Model.create({ backbone: 'sasrec', numItems: 80, d: 16, maxLen: 10, threads: 1 });
+  registry.register(dropped, 'model');
+  let settled = false;
+  const pending = dropped.trainEpoch(world, { batchSize: 8 }).finally(() => (settled = true));
+  dropped = undefined;
+  while (!settled) {
+    gc();
+    await turn();
+  }
   assert.ok(Number.isFinite((await pending).loss));
+  for (let i = 0; i < 20 && !collected; i++) {
+    gc();
+    await turn();
+  }
+  assert.equal(collected, true, 'the dropped model was garbage-collected');
 });

@@ -76,16 +76,16 @@ test('a diverging run stops with ENONFINITE instead of writing NaN weights silen
   await assert.rejects(model.trainEpoch(seqs, {}), isMorec('ENONFINITE', /training loss became nan at batch 0/));
 });
 
-test('loading a corrupt or missing checkpoint names the file', () => {
+test('loading a corrupt or missing checkpoint names the file', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-bad-'));
   try {
-    assert.throws(() => Model.load(dir), isMorec('EINVAL', /checkpoint\.json is missing/));
+    await assert.rejects(Model.load(dir), isMorec('EINVAL', /checkpoint\.json is missing/));
     fs.writeFileSync(path.join(dir, 'checkpoint.json'), '{ not json');
-    assert.throws(() => Model.load(dir), isMorec('EFORMAT', /checkpoint\.json: not valid JSON/));
+    await assert.rejects(Model.load(dir), isMorec('EFORMAT', /checkpoint\.json: not valid JSON/));
     const model = Model.create({ backbone: 'sasrec', numItems: 5, d: 8, maxLen: 4, threads: 1 });
-    model.save(dir);
+    await model.save(dir);
     fs.writeFileSync(path.join(dir, 'model-1.safetensors'), Buffer.from([1, 2, 3]));
-    assert.throws(() => Model.load(dir), isMorec('EFORMAT', /model-1\.safetensors: 3 bytes but checkpoint\.json lists \d+; the checkpoint is not whole/));
+    await assert.rejects(Model.load(dir), isMorec('EFORMAT', /model-1\.safetensors: 3 bytes but checkpoint\.json lists \d+; the checkpoint is not whole/));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -100,13 +100,13 @@ test('a missing addon is explained (ENOADDON) with every place that was tried', 
   assert.match(r.stdout, /npm run build:native/);
 });
 
-test('a checkpoint whose weights do not fit its config is rejected with the tensor named', () => {
+test('a checkpoint whose weights do not fit its config is rejected with the tensor named', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-mismatch-'));
   try {
     // Weights of a 5-item model listed in a (whole, consistent) checkpoint of a 6-item model.
-    Model.create({ backbone: 'sasrec', numItems: 6, d: 8, maxLen: 4, threads: 1 }).save(dir);
+    await Model.create({ backbone: 'sasrec', numItems: 6, d: 8, maxLen: 4, threads: 1 }).save(dir);
     const small = Model.create({ backbone: 'sasrec', numItems: 5, d: 8, maxLen: 4, threads: 1 });
-    const big = Model.load(dir).model;
+    const big = (await Model.load(dir)).model;
     assert.throws(() => big.setParameters(small.native.parameters()), isMorec('EINVAL', /Expected 56 values for parameter 'item_tower\.id_embedding\.weight' but received 48/));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -395,7 +395,7 @@ test('a text run’s trained encoder as the frozen encoder of a two-stage run: t
   assert.equal(prepared.cache.pooling, 'mean');
   const { prepareTextTower } = await import('../lib/text/text_tower');
   const t = prepareTextTower(data, cfg.text);
-  const { model } = Model.load(path.join(e2e.runDir, 'checkpoint'), {}, { items: t.items, inference: true });
+  const { model } = await Model.load(path.join(e2e.runDir, 'checkpoint'), {}, { items: t.items, inference: true });
   const n = t.items.numItems;
   const diff = maxAbsDiff(readCache(prepared.cache.file, n, prepared.cache.dim), model.encoderFeatures(Int32Array.from({ length: n }, (_, i) => i + 1)).data);
   assert.ok(diff < 1e-4, `${diff}`);

@@ -100,8 +100,8 @@ test('image E2E training lowers the loss, and BatchNorm statistics travel with t
   assert.notDeepEqual(after, before, 'training updates the running statistics');
   const ranks = await model.evaluate(seqs, { split: 'valid' });
   const dir = tmp('ckpt');
-  model.save(dir);
-  const { model: loaded } = Model.load(dir, {}, { items });
+  await model.save(dir);
+  const { model: loaded } = await Model.load(dir, {}, { items });
   assert.deepEqual(loaded.parameters()['item_tower.encoder.bn1.running_var'].data, model.parameters()['item_tower.encoder.bn1.running_var'].data);
   assert.deepEqual(await loaded.evaluate(seqs, { split: 'valid' }), ranks);
   fs.rmSync(dir, { recursive: true, force: true });

@@ -58,11 +58,11 @@ test('checkpoint save -> load gives identical ranks, and resuming equals trainin
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morec-ckpt-'));
   try {
     const { model } = await trainSASRec(2);
-    const info = model.save(dir, { trainingState: { epoch: 2 }, metrics: { note: 'test' } });
+    const info = await model.save(dir, { trainingState: { epoch: 2 }, metrics: { note: 'test' } });
     assert.equal(info.optimizerStep, model.native.optimizerState().step);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['checkpoint.json', 'model-1.safetensors', 'optimizer-1.safetensors']);
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), [], 'no temp files left');
-    const { model: loaded, info: read } = Model.load(dir);
+    const { model: loaded, info: read } = await Model.load(dir);
     assert.deepEqual(read.trainingState, { epoch: 2 });
     const r1 = await model.evaluate(world, { split: 'test' });
     const r2 = await loaded.evaluate(world, { split: 'test' });

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MorecError } from '../errors';
+import { hashFd, sha256Of } from '../io/hash';
 import { Sequences } from '../sequences';
 import { findAtomicName, loadAmazonAtomic } from './loaders/amazon_atomic';
 import { HM_TRANSACTIONS, isHmFolder, loadHm } from './loaders/hm';
@@ -205,15 +206,11 @@ function sourceStat(source: string): fs.Stats {
   }
 }
 
-function hashFile(h: crypto.Hash, file: string): void {
+/** Feeds a source file into `h`, read through the thread pool (a raw data set can be gigabytes). */
+async function hashSourceFile(h: crypto.Hash, file: string): Promise<void> {
   const { fd } = openRegularFile(file);
-  const buf = Buffer.alloc(1 << 20);
   try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
+    await hashFd(h, fd);
   } catch (e) {
     throw fsError(e, file);
   } finally {
@@ -241,7 +238,7 @@ function sourceFiles(source: string, itemsFile?: string): string[] {
   return files.sort();
 }
 
-export function fingerprint(source: string, options: PrepareOptions): string {
+export async function fingerprint(source: string, options: PrepareOptions): Promise<string> {
   const h = crypto.createHash('sha256');
   h.update(
     JSON.stringify({
@@ -258,7 +255,7 @@ export function fingerprint(source: string, options: PrepareOptions): string {
   );
   for (const f of sourceFiles(source, options.itemsFile)) {
     h.update(path.basename(f));
-    hashFile(h, f);
+    await hashSourceFile(h, f);
   }
   // which items have an image depends on the image folder's listing (the images themselves are read later)
   const root = layoutRoot(source);
@@ -294,17 +291,17 @@ interface ArrayRecord {
 }
 
 /** Reads a cached array and checks it against its record; returns why it is unusable, or the array. */
-function readVerified(dir: string, name: string, rec: ArrayRecord | undefined): Int32Array | string {
+async function readVerified(dir: string, name: string, rec: ArrayRecord | undefined): Promise<Int32Array | string> {
   if (!rec || typeof rec.bytes !== 'number' || typeof rec.sha256 !== 'string') return `${name} not recorded in meta.json`;
   let b: Buffer;
   try {
-    b = fs.readFileSync(path.join(dir, name));
+    b = await fs.promises.readFile(path.join(dir, name));
   } catch (e) {
     return `${name} ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `unreadable (${(e as Error).message})`}`;
   }
   if (b.byteLength < rec.bytes) return `${name} truncated: ${b.byteLength} of ${rec.bytes} bytes`;
   if (b.byteLength > rec.bytes) return `${name} has ${b.byteLength} bytes, expected ${rec.bytes}`;
-  if (sha256(b) !== rec.sha256) return `${name} sha256 mismatch`;
+  if ((await sha256Of(b)) !== rec.sha256) return `${name} sha256 mismatch`;
   // Int32Array needs 4-byte alignment, which a small (pooled) Buffer does not promise: copy only then
   if (b.byteOffset % 4 === 0) return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
   return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
@@ -317,7 +314,7 @@ type CachedMeta = Omit<Dataset, 'sequences' | 'popularity' | 'cacheDir' | 'repor
 };
 
 /** Opens a verified cache entry, or says why it cannot be used. */
-function openCached(dir: string, fp: string): Dataset | string {
+async function openCached(dir: string, fp: string): Promise<Dataset | string> {
   let meta: CachedMeta;
   try {
     meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
@@ -329,7 +326,7 @@ function openCached(dir: string, fp: string): Dataset | string {
   if (!meta.report || !Array.isArray(meta.itemIds)) return 'meta.json incomplete';
   const arrays: Int32Array[] = [];
   for (const name of ARRAY_FILES) {
-    const a = readVerified(dir, name, meta.arrays?.[name]);
+    const a = await readVerified(dir, name, meta.arrays?.[name]);
     if (typeof a === 'string') return a;
     arrays.push(a);
   }
@@ -487,7 +484,7 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
   const itemText = options.itemText ?? 'title';
   if (source !== 'synthetic') sourceStat(source);
   if (options.itemsFile) statSource(path.resolve(options.itemsFile));
-  const fp = fingerprint(source, options);
+  const fp = await fingerprint(source, options);
   const name = datasetName(source);
   const cacheRoot = options.cacheDir === false ? undefined : options.cacheDir ?? defaultCacheDir();
   const datasetsRoot = cacheRoot ? path.join(cacheRoot, 'datasets') : undefined;
@@ -496,7 +493,7 @@ export async function prepareDataset(source: string, options: PrepareOptions = {
   const cleaned = removed ? `; removed ${removed} stale temp folder${removed > 1 ? 's' : ''} of interrupted builds` : '';
   let cacheState = dir ? 'built' : 'off';
   if (dir && fs.existsSync(dir)) {
-    const cached = openCached(dir, fp);
+    const cached = await openCached(dir, fp);
     if (typeof cached !== 'string') {
       cached.report.cache += cleaned;
       if (options.strict) enforceStrict(cached.report, source);

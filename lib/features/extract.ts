@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MorecError, MorecErrorCode } from '../errors';
+import { hashFile } from '../io/hash';
 import { syncFolder, writeAtomic } from '../io/safetensors';
 import { lockFolder } from '../io/lock';
 import { EncoderIo, ValueInfo, WorkerReply, WorkerRequest, WorkerSetup, WorkerStart } from './protocol';
@@ -90,30 +91,6 @@ export async function probeOnnx(file: string): Promise<EncoderIo> {
   } finally {
     await pool.close();
   }
-}
-
-/** sha256 of a file, read in chunks without blocking the event loop for long (a large model takes a while). */
-export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
-  const h = createHash('sha256');
-  let handle: fs.promises.FileHandle;
-  try {
-    handle = await fs.promises.open(file, 'r');
-  } catch (e) {
-    throw new MorecError('ENOENT', `${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  const buf = Buffer.allocUnsafe(1 << 20);
-  let bytes = 0;
-  try {
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      bytes += bytesRead;
-    }
-  } finally {
-    await handle.close();
-  }
-  return { sha256: h.digest('hex'), bytes };
 }
 
 function checkOptions(o: ExtractOptions): void {

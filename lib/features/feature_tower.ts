@@ -17,6 +17,7 @@ import { MorecError } from '../errors';
 import { DroppedImages, imageTowerOrDropped, itemImages, normalization } from '../image/image_tower';
 import { MissingImagePolicy } from '../image/store';
 import { ResizeRule } from '../image/decode';
+import { hashFile } from '../io/hash';
 import { ItemStore } from '../item_store';
 import { Model } from '../model';
 import { NativeFeatureTowerConfig } from '../native';
@@ -26,7 +27,7 @@ import { prepareTextTower, tokenizedItems } from '../text/text_tower';
 import { loadTokenizer, MissingTextPolicy } from '../text/tokenizer';
 import { knownKeys } from '../validate';
 import { readJson, RunConfigFile } from '../run';
-import { ExtractOptions, extractFeatures, FeatureCache, FeatureInputs, hashFile, probeOnnx } from './extract';
+import { ExtractOptions, extractFeatures, FeatureCache, FeatureInputs, probeOnnx } from './extract';
 
 /** Extraction options (ExtractOptions: dtype, workers, threads, batchSize, provider, output, progress) and what to extract from. */
 export interface FeatureTowerOptions extends Pick<ExtractOptions, 'output' | 'dtype' | 'workers' | 'threads' | 'batchSize' | 'provider' | 'onProgress' | 'signal' | 'log'> {
@@ -166,7 +167,7 @@ export async function featureTowerOrDropped(data: Dataset, options: FeatureTower
     }
     summary.push(`two-stage ${modality} encoder: the encoder trained by run ${run.dir} (its best checkpoint), frozen`);
     if (!fs.existsSync(onnxFile)) {
-      const { model } = Model.load(run.checkpoint, options.threads ? { threads: options.threads } : {}, { items, inference: true });
+      const { model } = await Model.load(run.checkpoint, options.threads ? { threads: options.threads } : {}, { items, inference: true });
       const rep = exportEncoderOnnx(model, onnxFile);
       summary.push(`exported it to ${onnxFile} (${(rep.bytes / 1e6).toFixed(1)} MB, ${rep.nodes} ONNX nodes)`);
     } else summary.push(`frozen encoder ${onnxFile} (exported before)`);

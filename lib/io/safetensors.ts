@@ -6,6 +6,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MorecError } from '../errors';
+import { SLICE_BYTES } from './hash';
 
 export type TensorData = Float32Array | Int32Array | BigInt64Array | Float64Array;
 
@@ -28,8 +29,13 @@ export function readSafetensors(file: string): { tensors: Record<string, Tensor>
   return parseSafetensors(fs.readFileSync(file), file);
 }
 
-/** Parses a safetensors file already in memory; `file` names it in errors. */
-export function parseSafetensors(buf: Buffer, file: string): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
+/**
+ * Parses a safetensors file already in memory; `file` names it in errors. Each tensor gets its own copy of
+ * its data, unless options.views: then a tensor whose data is aligned in `buf` (all of them in files this
+ * module writes) is a view into `buf` -- no copy and no second allocation of a large file, for readers that
+ * hand the values on at once (a checkpoint load), not for keeping (the views hold all of `buf`).
+ */
+export function parseSafetensors(buf: Buffer, file: string, options: { views?: boolean } = {}): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
   const bad = (why: string) => new MorecError('EFORMAT', `${file}: not a valid safetensors file (${why})`);
   if (buf.length < 8) throw bad('shorter than its 8-byte header length');
   const headerLen = Number(buf.readBigUInt64LE(0));
@@ -57,19 +63,28 @@ export function parseSafetensors(buf: Buffer, file: string): { tensors: Record<s
     const count = e.shape.reduce((a, x) => a * x, 1);
     if (end - b !== count * BYTES[dtype] || dataStart + end > buf.length)
       throw bad(`tensor '${name}' has data_offsets [${b}, ${end}] inconsistent with shape [${e.shape}]`);
-    // Copy into an aligned buffer (the file data need not be aligned to the element size).
-    const bytes = new Uint8Array(end - b);
-    bytes.set(buf.subarray(dataStart + b, dataStart + end));
-    const ab = bytes.buffer;
+    // A copy, unless views were asked for and the data is aligned to its element size (as a typed array needs).
+    let ab: ArrayBufferLike = buf.buffer;
+    let at = buf.byteOffset + dataStart + b;
+    if (!options.views || at % BYTES[dtype] !== 0) {
+      const bytes = new Uint8Array(end - b);
+      bytes.set(buf.subarray(dataStart + b, dataStart + end));
+      ab = bytes.buffer;
+      at = 0;
+    }
     const data =
-      dtype === 'F32' ? new Float32Array(ab) : dtype === 'I32' ? new Int32Array(ab) : dtype === 'I64' ? new BigInt64Array(ab) : new Float64Array(ab);
+      dtype === 'F32' ? new Float32Array(ab, at, count) : dtype === 'I32' ? new Int32Array(ab, at, count) : dtype === 'I64' ? new BigInt64Array(ab, at, count) : new Float64Array(ab, at, count);
     tensors[name] = { dtype, shape: e.shape, data };
   }
   return { tensors, metadata };
 }
 
-/** Writes `file` atomically; tensor order follows the object's key order. */
-export function writeSafetensors(file: string, tensors: Record<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string> = {}): WrittenFile {
+/**
+ * A safetensors file as the chunks to write: the 8-byte header length, the JSON header (padded so the data
+ * starts 8-byte aligned), then each tensor's bytes -- views of the tensors' own memory, nothing copied.
+ * Tensor order follows the object's key order.
+ */
+export function encodeSafetensors(tensors: Record<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string> = {}): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -90,7 +105,12 @@ export function writeSafetensors(file: string, tensors: Record<string, { shape: 
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return writeAtomic(file, [len, Buffer.from(json, 'utf8'), ...parts]);
+  return [len, Buffer.from(json, 'utf8'), ...parts];
+}
+
+/** Writes `file` atomically (see writeAtomic); large files that must not hold the event loop: writeAtomicAsync(file, encodeSafetensors(...)). */
+export function writeSafetensors(file: string, tensors: Record<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string> = {}): WrittenFile {
+  return writeAtomic(file, encodeSafetensors(tensors, metadata));
 }
 
 export interface WrittenFile {
@@ -105,9 +125,11 @@ export const TEMP_MARK = '.tmp-';
  * Writes chunks to a temp file beside `file`, fsyncs it, renames it over `file` and fsyncs the folder, so
  * `file` is either its old content or the new one, never a mix. Returns the size and sha256 written.
  * A failed write (ENOSPC, EACCES, ...) removes the temp file and throws a MorecError EIO naming `file`.
+ * Synchronous, for small files (JSON, reports) written from synchronous code; writeAtomicAsync is the same
+ * write for large ones.
  */
 export function writeAtomic(file: string, chunks: Uint8Array[]): WrittenFile {
-  const tmp = `${file}${TEMP_MARK}${process.pid}-${Date.now()}`;
+  const tmp = tempName(file);
   const hash = crypto.createHash('sha256');
   let bytes = 0;
   let fd: number | undefined;
@@ -128,12 +150,61 @@ export function writeAtomic(file: string, chunks: Uint8Array[]): WrittenFile {
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    if (e instanceof MorecError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    throw new MorecError('EIO', `${file}: cannot write (${err.code ?? err.message}); the previous content is unchanged`, { cause: e });
+    throw writeError(e, file);
   }
   syncFolder(path.dirname(file));
   return { bytes, sha256: hash.digest('hex') };
+}
+
+/**
+ * writeAtomic through fs.promises, for files of many megabytes (checkpoints): the writes and fsyncs run in
+ * libuv's thread pool and the data is written in 8 MiB slices, each hashed while it is being written, so the
+ * event loop is never held for more than one slice's hash (a few milliseconds). Same guarantees and errors.
+ */
+export async function writeAtomicAsync(file: string, chunks: Uint8Array[]): Promise<WrittenFile> {
+  const tmp = tempName(file);
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  let handle: fs.promises.FileHandle | undefined;
+  try {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    handle = await fs.promises.open(tmp, 'w');
+    for (const c of chunks) {
+      for (let at = 0; at < c.length; at += SLICE_BYTES) {
+        const slice = c.subarray(at, Math.min(c.length, at + SLICE_BYTES));
+        const writing = writeAll(handle, slice);
+        hash.update(slice); // the thread pool writes the slice meanwhile; both only read it
+        await writing;
+      }
+      bytes += c.length;
+    }
+    injectFault();
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    if (handle !== undefined) await handle.close().catch(() => {});
+    await fs.promises.rm(tmp, { force: true });
+    throw writeError(e, file);
+  }
+  await syncFolderAsync(path.dirname(file));
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+async function writeAll(handle: fs.promises.FileHandle, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += (await handle.write(bytes, written, bytes.length - written)).bytesWritten;
+}
+
+function tempName(file: string): string {
+  return `${file}${TEMP_MARK}${process.pid}-${Date.now()}`;
+}
+
+function writeError(e: unknown, file: string): MorecError {
+  if (e instanceof MorecError) return e;
+  const err = e as NodeJS.ErrnoException;
+  return new MorecError('EIO', `${file}: cannot write (${err.code ?? err.message}); the previous content is unchanged`, { cause: e });
 }
 
 /**
@@ -159,6 +230,20 @@ export function syncFolder(dir: string): void {
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
+    }
+  } catch {
+    // not supported here; the rename itself is still atomic
+  }
+}
+
+/** syncFolder through fs.promises. */
+export async function syncFolderAsync(dir: string): Promise<void> {
+  try {
+    const handle = await fs.promises.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
     }
   } catch {
     // not supported here; the rename itself is still atomic

@@ -26,13 +26,14 @@ export interface FitOptions extends Omit<EpochOptions, 'epoch'> {
   /** Called after each epoch's validation. Return false to stop. */
   onEpoch?: (e: EpochReport) => void | boolean;
   onBatch?: (epoch: number, done: number, total: number, loss: number) => void;
-  /** Called when a new best is found (e.g. to save a checkpoint). */
-  onBest?: (e: EpochReport) => void;
+  /** Called when a new best is found (e.g. to save a checkpoint); a returned promise is awaited before training goes on. */
+  onBest?: (e: EpochReport) => void | Promise<unknown>;
   /**
    * Called after each epoch (after onBest) with the state a later fit({ resume }) continues from; save the
-   * model (weights, optimizer and best weights) with it to make the run resumable.
+   * model (weights, optimizer and best weights) with it to make the run resumable. A returned promise is
+   * awaited before the next epoch starts.
    */
-  onState?: (state: FitState, e: EpochReport) => void;
+  onState?: (state: FitState, e: EpochReport) => void | Promise<unknown>;
   /** Continue a run from a saved FitState; the model must hold that state's weights, optimizer and best snapshot. */
   resume?: FitState;
   /** Stops the running epoch or evaluation at its next batch; fit then rejects with EABORT. */
@@ -115,14 +116,14 @@ export async function fit(model: Model, seqs: Sequences, options: FitOptions = {
       best = { epoch, ...(perEpoch > 1 ? { part: pass % perEpoch } : {}), value, valid };
       model.snapshotWeights();
       sinceBest = 0;
-      onBest?.(report);
+      await onBest?.(report);
     } else {
       sinceBest++;
     }
     const go = onEpoch?.(report);
     const bestPasses = best ? best.epoch * perEpoch + (best.part ?? 0) + 1 : 0;
     stopped = go === false || sinceBest >= Math.max(1, patience, Math.ceil(growth * bestPasses));
-    onState?.({ epochs: (pass + 1) / perEpoch, passes: pass + 1, best, sinceBest, history, seconds: prior + Number(process.hrtime.bigint() - started) / 1e9, stopped }, report);
+    await onState?.({ epochs: (pass + 1) / perEpoch, passes: pass + 1, best, sinceBest, history, seconds: prior + Number(process.hrtime.bigint() - started) / 1e9, stopped }, report);
   }
   if (!best) throw new MorecError('EINVAL', 'no epoch was trained');
   model.restoreWeights();
