@@ -263,6 +263,8 @@ export interface NativeModel {
   snapshotWeights(): void;
   restoreWeights(): void;
   optimizerState(): { step: number; tensors: Record<string, NamedTensor> };
+  /** Weights and optimizer state copied together on the job thread (Model.save): nothing blocks the event loop. */
+  stateCopy(): Promise<{ params: Record<string, NamedTensor>; optimizer: { step: number; tensors: Record<string, NamedTensor> } }>;
   setOptimizerState(state: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): void;
 }
 
@@ -276,6 +278,8 @@ export interface NativeScorerStats {
   largestBatch: number;
   /** Requests queued now, not yet in a pass. */
   queued: number;
+  /** Intra-op threads of the latest pass: the budget's share left by a long job running beside it. */
+  threads: number;
 }
 
 /** A model's item table kept natively for serving: requests are queued, micro-batched and answered with the top K. */
@@ -322,23 +326,46 @@ export interface NativeAddon {
 
 const root = path.resolve(__dirname, '..', '..');
 
-/** Where the addon may be, in the order tried: an explicit path, a prebuilt for this platform, local builds. */
+/**
+ * Where the addon may be, in the order tried: an explicit path, local builds, then the prebuilt for this platform
+ * (prebuilds/<platform>-<arch>-<flavour>, flavour MOREC_FLAVOUR or cpu; then prebuilds/<platform>-<arch>). A local
+ * build is tried first because it is only ever there on purpose: a source checkout, MOREC_BUILD_FROM_SOURCE=1, or
+ * an install whose prebuilt did not load (scripts/install.js).
+ */
 export function addonCandidates(): string[] {
   // An explicit MOREC_ADDON is the only candidate, so a test of that binary cannot silently use another.
   if (process.env.MOREC_ADDON) return [path.resolve(process.env.MOREC_ADDON)];
-  const list: string[] = [];
-  list.push(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'morec.node'));
-  list.push(path.join(root, 'build', 'Release', 'morec.node'));
-  list.push(path.join(root, 'build', 'morec.node'));
-  return list;
+  const platform = `${process.platform}-${process.arch}`;
+  return [
+    path.join(root, 'build', 'Release', 'morec.node'),
+    path.join(root, 'build', 'morec.node'),
+    path.join(root, 'prebuilds', `${platform}-${process.env.MOREC_FLAVOUR || 'cpu'}`, 'morec.node'),
+    path.join(root, 'prebuilds', platform, 'morec.node'),
+  ];
+}
+
+/** The libtorch runtime a prebuilt needs, as its build.json (scripts/prebuild.js) says; Debian's when it says nothing. */
+function prebuiltRuntime(file: string): string {
+  try {
+    const runtime = JSON.parse(fs.readFileSync(path.join(path.dirname(file), 'build.json'), 'utf8')).runtime;
+    if (runtime?.install || runtime?.note) return String(runtime.install || runtime.note);
+  } catch {
+    // no build.json: a prebuilt from before build.json, or a hand-placed binary
+  }
+  return 'apt-get install libtorch1.13 libopenblas0-openmp';
 }
 
 function explain(file: string, err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
+  const prebuilt = path.basename(path.dirname(path.dirname(file))) === 'prebuilds';
   if (/libtorch|libc10|libtorch_cpu/.test(msg))
-    return `${file}: libtorch is not installed or not on the library path (${msg.split('\n')[0]}). On Debian: apt-get install libtorch-dev libopenblas0-openmp`;
+    return prebuilt
+      ? `${file}: libtorch is not installed or not on the library path (${msg.split('\n')[0]}). This prebuilt needs the libtorch runtime; on Debian: ${prebuiltRuntime(file)}`
+      : `${file}: libtorch is not installed or not on the library path (${msg.split('\n')[0]}). On Debian: apt-get install libtorch-dev libopenblas0-openmp`;
   if (/NODE_MODULE_VERSION|was compiled against a different Node\.js version/.test(msg))
     return `${file}: built for another Node.js ABI; rebuild with npm rebuild morec (${msg.split('\n')[0]})`;
+  if (prebuilt && /GLIBC_|GLIBCXX_|CXXABI_|undefined symbol/.test(msg))
+    return `${file}: this prebuilt was built for another system or libtorch (${msg.split('\n')[0]}); compile instead with MOREC_BUILD_FROM_SOURCE=1 npm rebuild morec`;
   return `${file}: ${msg.split('\n')[0]}`;
 }
 
