@@ -26,5 +26,5 @@ export { prepareImageTower, ImageTowerOptions, PreparedImageTower } from './imag
 export { resolveImageEncoder, imageEncoderPresets, imageConfigFromHf, ImageEncoderSpec } from './image/encoders';
 export { extractFeatures, listFeatureCaches, openFeatureCache, prepareFeatureTower, featureTowerOrDropped, ExtractOptions, FeatureCache, FeatureInputs, FeatureTowerOptions, PreparedFeatureTower } from './features';
 export { exportEncoderOnnx, OnnxExportReport } from './onnx';
-export { Recommender, RecommendQuery, RecommendOptions, Recommendation, DetailedRecommendation, RecommenderOptions, RecommenderStats, RecommenderIds } from './serve';
+export { Recommender, RecommendQuery, RecommendOptions, Recommendation, DetailedRecommendation, RecommenderOptions, RecommenderStats, RecommenderIds, createService, serve, ServiceOptions, ServeOptions, ServeHandle } from './serve';
 export { openRun, OpenRunOptions, OpenedRun } from './run';

@@ -244,7 +244,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   let model: Model;
   let state: FitState | undefined;
   if (stored) {
-    const loaded = Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items, restoreBest: true });
+    const loaded = await Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items, restoreBest: true });
     model = loaded.model;
     state = (loaded.info.trainingState as { fit?: FitState }).fit;
     if (!state) throw new MorecError('EFORMAT', `${path.join(runDir, 'last')}: the checkpoint holds no training state to resume from`);
@@ -385,6 +385,7 @@ export interface OpenedRun {
  */
 export async function openRun(dir: string, options: OpenRunOptions = {}): Promise<OpenedRun> {
   const runDir = path.resolve(dir);
+  if (!fs.existsSync(runDir)) throw new MorecError('ENOENT', `${runDir}: no such run or checkpoint folder`);
   const warn = options.warn ?? ((m: string) => process.emitWarning(m, { code: 'MOREC_DATA' }));
   const checkpointDir = fs.existsSync(path.join(runDir, 'checkpoint', 'checkpoint.json')) ? path.join(runDir, 'checkpoint') : runDir;
   const configFile = path.join(runDir, 'config.json');
@@ -413,7 +414,7 @@ export async function openRun(dir: string, options: OpenRunOptions = {}): Promis
   const text = tower === 'text' ? prepareTextTower(data, runConfig.text) : undefined;
   const image = tower === 'image' ? await prepareImageTower(data, { ...runConfig.image, encoder: undefined, arch: undefined, size: runConfig.model?.image?.imageSize }) : undefined;
   const features = tower === 'features' ? await prepareFeatureTower(data, { ...runConfig.features, seed: runConfig.seed }) : undefined;
-  const { model } = Model.load(checkpointDir, options.threads ? { threads: options.threads } : {}, { items: text?.items ?? image?.items ?? features?.items, inference: true });
+  const { model } = await Model.load(checkpointDir, options.threads ? { threads: options.threads } : {}, { items: text?.items ?? image?.items ?? features?.items, inference: true });
   if (data.sequences.numItems !== model.config.numItems)
     throw new MorecError('EMISMATCH', `the checkpoint has ${model.config.numItems} items but dataset '${dataset}' prepares ${data.sequences.numItems}`);
   return { model, data, runConfig, checkpointDir };

@@ -73,6 +73,7 @@ class ScorerSession : public ServeClient {
     o.Set("batches", double(batches_.load()));
     o.Set("largestBatch", double(largest_.load()));
     o.Set("queued", double(ServeQueue::instance().queued(this)));
+    o.Set("threads", double(scorer_->lastThreads()));
     return o;
   }
 

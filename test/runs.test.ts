@@ -92,14 +92,14 @@ test('kill -9 during each save of a run, then --resume: the final metrics equal 
 });
 
 /** Every checkpoint folder in a run either loads whole or is refused with a MorecError. */
-function checkpointsWholeOrRefused(dir: string): { loaded: number; refused: number } {
+async function checkpointsWholeOrRefused(dir: string): Promise<{ loaded: number; refused: number }> {
   let loaded = 0;
   let refused = 0;
   for (const sub of ['checkpoint', 'last']) {
     const d = path.join(dir, sub);
     if (!fs.existsSync(d)) continue;
     try {
-      Model.load(d, { threads: 1 });
+      await Model.load(d, { threads: 1 });
       loaded++;
     } catch (e) {
       assert.ok(e instanceof MorecError, `${d}: ${e}`);
@@ -131,7 +131,7 @@ test('kill -9 at 30 random moments: checkpoints load whole or are refused, and r
       clearTimeout(timer);
       if (signal === 'SIGKILL') {
         kills++;
-        const c = checkpointsWholeOrRefused(dir);
+        const c = await checkpointsWholeOrRefused(dir);
         loaded += c.loaded;
         refused += c.refused;
         continue;
@@ -162,7 +162,7 @@ test('SIGINT and SIGTERM stop at the next batch with a whole checkpoint and exit
     assert.equal(code, status, stderr);
     assert.match(stderr, new RegExp(`EABORT: ${sig}: training stopped .*The last whole checkpoint is after epoch \\d+; continue with: morec train .*--name ${name} --resume`));
     const dir = path.join(runs, name);
-    assert.deepEqual(checkpointsWholeOrRefused(dir), { loaded: 2, refused: 0 });
+    assert.deepEqual(await checkpointsWholeOrRefused(dir), { loaded: 2, refused: 0 });
     const r = morec(['train', '--name', name, '--runs-dir', runs, '--resume', '--quiet']);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(outcome(dir), reference, sig);
@@ -181,7 +181,7 @@ test('morec eval refuses other data (exit 1, EMISMATCH) unless --force, which wa
   try {
     const refused = morec(['eval', '--run', dir, '--quiet']);
     assert.equal(refused.status, 1);
-    assert.match(refused.stderr, /EMISMATCH: the run was trained on data with fingerprint .* refusing to evaluate on other data \(pass --force/);
+    assert.match(refused.stderr, /EMISMATCH: the run was trained on data with fingerprint .* refusing to use other data \(pass --force/);
     const forced = morec(['eval', '--run', dir, '--quiet', '--force']);
     assert.match(forced.stderr, /WARNING: --force/);
   } finally {
@@ -198,7 +198,8 @@ test('CLI failures are coded: usage errors exit 2, failures exit 1, a --config o
     [['train', '--config', path.join(bad, 'typo.json'), '--runs-dir', runs], 2, /EUSAGE: .*unknown key train\.learningRate/],
     [['train', '--scale', '0', '--runs-dir', runs], 2, /EUSAGE: Expected a number in \[0\.01, 1000\] for scale but received 0/],
     [['train', '--bogus'], 2, /EUSAGE: Unknown argument/],
-    [['eval', '--run', path.join(runs, 'nothing-here')], 2, /EUSAGE: .*no config\.json naming the dataset/],
+    [['eval', '--run', path.join(runs, 'nothing-here')], 1, /ENOENT: .*nothing-here: no such run or checkpoint folder/],
+    [['eval', '--run', runs], 2, /EUSAGE: .*no config\.json naming the dataset/],
     [['train', '--dataset', '/nonexistent/data.csv', '--runs-dir', runs], 1, /^E[A-Z]+: .*\/nonexistent\/data\.csv/],
   ];
   for (const [args, status, re] of cases) {

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { ItemStore, Model, openRun, Recommender, Sequences } from '../lib';
+import { getThreads, ItemStore, Model, openRun, Recommender, Sequences, setThreads } from '../lib';
 import { chainWorld, isMorec, rng } from './helpers';
 
 /** Two answers agree: same items in the same order (up to neighbours whose scores tie within float noise), scores within 1e-5. */
@@ -185,8 +185,7 @@ test('k, exclude, filter and maskHistory select exactly what they say', async ()
     assert.equal(unmasked.length, 60);
     assert.ok(history.every((h) => unmasked.some((x) => x.item === h)));
     const batch = await rec.recommendBatch([history, { history: history.slice(0, 2) }], { k: 4 });
-    assert.deepEqual(batch[0], all.slice(0, 4));
-    assert.deepEqual(batch[1], await rec.recommend(history.slice(0, 2), { k: 4 }));
+    assertSameAnswers(batch, [all.slice(0, 4), await rec.recommend(history.slice(0, 2), { k: 4 })]);
   } finally {
     await rec.close();
   }
@@ -253,6 +252,35 @@ test('500 concurrent calls are all answered correctly while a 10 ms timer keeps 
     assert.ok(rec.stats().batches >= 500 / 8, 'passes of at most 8 requests');
   } finally {
     await rec.close();
+  }
+});
+
+test('serving shares the process thread budget with a running epoch: its passes take what the epoch leaves', { skip: os.availableParallelism() < 2 && 'needs 2 cores' }, async () => {
+  const before = getThreads();
+  setThreads(2);
+  try {
+    const { model } = await trainedSasrec();
+    const rec = await Recommender.fromModel(model, { itemIds: ids(60) }, { threads: 2 });
+    await rec.recommend(['i1', 'i2']);
+    assert.equal(rec.stats().threads, 2, 'alone, a pass uses the whole budget');
+    const world = chainWorld(4000, 3000, 9);
+    const trainer = Model.create({ backbone: 'sasrec', numItems: 3000, d: 64, maxLen: 20, threads: 2 });
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    let done = false;
+    const epoch = trainer.trainEpoch(world, { batchSize: 16, progressEvery: 1 }, () => started()).then(() => (done = true));
+    await running;
+    await rec.recommend(['i1', 'i2']);
+    const during = rec.stats().threads;
+    const overlapped = !done;
+    await epoch;
+    await rec.recommend(['i1', 'i2']);
+    assert.ok(overlapped, 'the pass ran while the epoch did');
+    assert.equal(during, 1, 'beside a 2-thread epoch a pass gets the 1 thread left');
+    assert.equal(rec.stats().threads, 2, 'the epoch over, the whole budget again');
+    await rec.close();
+  } finally {
+    setThreads(before);
   }
 });
 

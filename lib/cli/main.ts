@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The morec command line: train, eval, data, study. */
+/** The morec command line: train, eval, data, study, serve. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs, { Argv } from 'yargs';
@@ -17,6 +17,7 @@ import { studyMain } from './study_command';
 import { listFeatureCaches } from '../features/extract';
 import { prepareFeatureTower } from '../features/feature_tower';
 import { exportEncoderFile } from '../onnx/export_file';
+import { serve } from '../serve/http';
 
 function dataOptions<T>(y: Argv<T>) {
   return y
@@ -225,7 +226,7 @@ async function evaluate(args: Record<string, unknown>): Promise<void> {
     dataset: args.dataset as string | undefined,
     force: args.force as boolean,
     ...(args.threads ? { threads: args.threads as number } : {}),
-    warn: (m) => console.error(`WARNING: ${m}`),
+    warn: (m) => console.error(`WARNING: --force: ${m}`),
   });
   const bar = new ProgressBar(args.quiet as boolean);
   const mode = args.mode as 'full' | 'sampled';
@@ -306,6 +307,30 @@ async function extractCommand(args: Record<string, unknown>): Promise<void> {
   }
 }
 
+/** morec serve: load the runs, listen, print one JSON line; SIGINT/SIGTERM shut down gracefully (lib/serve/http.ts). */
+async function serveCommand(args: Record<string, unknown>): Promise<void> {
+  const port = args.port as number;
+  fromOptions(() => {
+    numberIn(port, 'port', 0, 65535);
+    nonNegativeInt(port, 'port');
+    if (args.threads !== undefined) positiveInt(args.threads, 'threads');
+    if (args['max-batch'] !== undefined) positiveInt(args['max-batch'], 'max-batch');
+  });
+  const s = await serve({
+    runs: args.run as string[],
+    port,
+    host: args.host as string,
+    batching: args.batching as boolean,
+    ...(args['max-batch'] !== undefined ? { maxBatch: args['max-batch'] as number } : {}),
+    ...(args.threads !== undefined ? { threads: args.threads as number } : {}),
+    ...(args.dataset !== undefined ? { dataset: args.dataset as string } : {}),
+    force: args.force as boolean,
+    quiet: args.quiet as boolean,
+    logger: args.log as boolean,
+  });
+  console.log(JSON.stringify({ listening: s.url, models: s.recommenders.map((r) => ({ name: r.name, backbone: r.backbone, itemTower: r.itemTower, items: r.numItems })) }));
+}
+
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('morec')
@@ -382,8 +407,22 @@ export async function main(argv: string[]): Promise<void> {
         console.log(JSON.stringify({ report: r.file, figures: r.figures }, null, 2));
       },
     )
+    .command('serve', 'serve run folders over HTTP: POST /recommend, GET /health, GET /metrics (SIGINT/SIGTERM: finish the requests in flight, then exit)', (y) =>
+      y
+        .option('run', { type: 'string', array: true, demandOption: true, describe: 'run folder (runs/<name>) or checkpoint folder to serve; repeat for several models (each named after its run)' })
+        .option('port', { type: 'number', default: 8080, describe: 'TCP port (0: any free port)' })
+        .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0: every interface)' })
+        .option('batching', { type: 'boolean', default: true, describe: 'micro-batching: concurrent requests share native passes (--no-batching: one pass per request)' })
+        .option('max-batch', { type: 'number', describe: 'most requests per native pass (default 256)' })
+        .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
+        .option('dataset', { type: 'string', describe: "data set (default: each run's)" })
+        .option('force', { type: 'boolean', default: false, describe: "serve even if the data set's fingerprint differs from the run's (warns loudly)" })
+        .option('log', { type: 'boolean', default: false, describe: "fastify's per-request log (JSON lines on stdout)" })
+        .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'no progress output' }),
+      (a) => serveCommand(a),
+    )
     .command('info', 'libtorch version, threads, CUDA', () => {}, () => console.log(JSON.stringify(loadAddon().torchInfo(), null, 2)))
-    .demandCommand(1, 'Expected a command: train, eval, data, extract, export-onnx, study, report or info')
+    .demandCommand(1, 'Expected a command: train, eval, data, extract, export-onnx, study, report, serve or info')
     .strict()
     .fail((msg, err) => {
       throw err ?? new MorecError('EUSAGE', msg);

@@ -41,6 +41,7 @@ std::vector<RecommendResult> Scorer::score(const std::vector<const RecommendRequ
   std::vector<RecommendResult> out(static_cast<size_t>(B));
   if (B == 0) return out;
   useServingThreads(threads_ > 0 ? threads_ : cfg.threads);
+  lastThreads_ = at::get_num_threads();
   torch::NoGradGuard noGrad;
   model_->eval();
   // The batch's histories as sequences of their own (user r = request r), laid out by the evaluation's

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,12 +46,15 @@ class Scorer {
   std::vector<RecommendResult> score(const std::vector<const RecommendRequest*>& batch);
 
   int64_t numItems() const { return numItems_; }
+  // Intra-op threads of the latest pass (the budget's share it got).
+  int64_t lastThreads() const { return lastThreads_.load(); }
 
  private:
   std::shared_ptr<Recommender> model_;
   torch::Tensor table_;
   int64_t numItems_;
   int64_t threads_;
+  std::atomic<int64_t> lastThreads_{0};
 };
 
 }  // namespace morec
