@@ -193,6 +193,18 @@ async function main(): Promise<void> {
 
   const recommenders = new Map<boolean, Recommender>();
   for (const batching of [true, false]) recommenders.set(batching, await Recommender.load(run, { batching, ...(threads ? { threads } : {}) }));
+  // How far a request scored in a pass of many is from the same request scored alone (float summation order).
+  const sample = histories.slice(0, 256);
+  const alone: { item: string; score: number }[][] = [];
+  for (const h of sample) alone.push(await recommenders.get(false)!.recommend(h, { k: 10 }));
+  const together = await Promise.all(sample.map((h) => recommenders.get(true)!.recommend(h, { k: 10 })));
+  let maxDiff = 0;
+  let sameLists = 0;
+  together.forEach((t, q) => {
+    t.forEach((x, i) => (maxDiff = Math.max(maxDiff, Math.abs(x.score - alone[q][i].score) / Math.max(1, Math.abs(alone[q][i].score)))));
+    sameLists += +t.every((x, i) => x.item === alone[q][i].item);
+  });
+  console.log(`batched vs alone (256 queries in one burst): largest relative score difference ${maxDiff.toExponential(1)}, identical top-10 lists ${sameLists}/256`);
   await alternate('in-process', (batching, c, secs) => measureInProcess(recommenders.get(batching)!, histories, c, secs));
   for (const r of recommenders.values()) await r.close();
 

@@ -371,8 +371,18 @@ function explain(file: string, err: unknown): string {
 
 let cached: NativeAddon | undefined;
 
+/** MOREC_THREADS=n: the process-wide thread budget (setThreads) in force from the start, for services and the CLI. */
+function budgetFromEnvironment(): number | undefined {
+  const value = process.env.MOREC_THREADS;
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new MorecError('EINVAL', `Expected a positive integer for MOREC_THREADS but received '${value}'`);
+  return n;
+}
+
 export function loadAddon(): NativeAddon {
   if (cached) return cached;
+  const budget = budgetFromEnvironment();
   const failures: string[] = [];
   for (const file of addonCandidates()) {
     if (!fs.existsSync(file)) {
@@ -380,7 +390,9 @@ export function loadAddon(): NativeAddon {
       continue;
     }
     try {
-      cached = require(file) as NativeAddon;
+      const addon = require(file) as NativeAddon;
+      if (budget !== undefined) addon.setThreads(budget);
+      cached = addon;
       return cached;
     } catch (err) {
       failures.push(explain(file, err));

@@ -369,3 +369,14 @@ test('RSS stays flat over 10,000 recommend() calls after a warm-up (gc exposed)'
   // A leaked request (its arrays, its Promise) of ~1 KiB each would add > 9 MiB over 10,000 calls.
   assert.ok(growth < 8, `RSS grew ${growth.toFixed(1)} MiB over 10,000 calls`);
 });
+
+test('MOREC_THREADS sets the process thread budget from the start; a bad value is refused by name', () => {
+  const lib = path.resolve(__dirname, '..', 'lib');
+  const run = (value: string) => spawnSync(process.execPath, ['-e', `console.log(require(${JSON.stringify(lib)}).getThreads())`], { encoding: 'utf8', env: { ...process.env, MOREC_THREADS: value } });
+  const one = run('1');
+  assert.equal(one.status, 0, one.stderr);
+  assert.equal(one.stdout.trim(), '1');
+  const bad = run('two');
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /Expected a positive integer for MOREC_THREADS but received 'two'/);
+});
