@@ -5,7 +5,6 @@
 import * as os from 'node:os';
 import { invalid, MorecError, toMorecError } from './errors';
 import { CheckpointInfo, readCheckpoint, writeCheckpoint } from './checkpoint';
-import { yieldToLoop } from './io/hash';
 import { ItemStore } from './item_store';
 import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochBatches, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
 import { Sequences } from './sequences';
@@ -127,6 +126,17 @@ function withLegacyDefaults(config: ModelConfig): ModelConfig {
   return config;
 }
 
+/** The checks of Model.create: the config against the core's schema, the item store a modality tower needs. */
+function checkCreate(config: ModelConfig, options: { items?: ItemStore }): Partial<NativeModelConfig> {
+  const valid = validateConfig(config);
+  if (typeof options !== 'object' || options === null) throw invalid('an options object', 'options', options);
+  if (options.items !== undefined && !(options.items instanceof ItemStore)) throw invalid('an ItemStore', 'items', options.items);
+  const needs = { text: "encodes each item's tokens", image: "encodes each item's pixels", features: "adapts each item's cached features" } as const;
+  if (valid.itemTower && valid.itemTower !== 'id' && !options.items)
+    throw new MorecError('EINVAL', `Expected an ItemStore for items (itemTower '${valid.itemTower}' ${needs[valid.itemTower]}) but received undefined`);
+  return valid;
+}
+
 /** Runs a native call, turning whatever it throws into a MorecError. */
 function callNative<T>(fn: () => T): T {
   try {
@@ -161,15 +171,14 @@ export class Model {
 
   /** options.items: the per-item inputs a modality tower reads (required by itemTower 'text'). */
   static create(config: ModelConfig, options: { items?: ItemStore } = {}): Model {
-    const valid = validateConfig(config);
-    if (options.items !== undefined && !(options.items instanceof ItemStore)) throw invalid('an ItemStore', 'items', options.items);
-    if (valid.itemTower === 'text' && !options.items)
-      throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'text' encodes each item's tokens) but received undefined");
-    if (valid.itemTower === 'image' && !options.items)
-      throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'image' encodes each item's pixels) but received undefined");
-    if (valid.itemTower === 'features' && !options.items)
-      throw new MorecError('EINVAL', "Expected an ItemStore for items (itemTower 'features' adapts each item's cached features) but received undefined");
+    const valid = checkCreate(config, options);
     return callNative(() => new Model(new (loadAddon().Model)(valid, options.items?.native)));
+  }
+
+  /** create(), the model built on morec's job thread (a large item table's initialization takes a while). */
+  static async createAsync(config: ModelConfig, options: { items?: ItemStore } = {}): Promise<Model> {
+    const valid = checkCreate(config, options);
+    return new Model(await awaitNative(() => loadAddon().createModel(valid, options.items?.native)));
   }
 
   /**
@@ -310,20 +319,14 @@ export class Model {
       if (key !== 'threads' && key !== 'device') throw new MorecError('EINVAL', `Unknown override ${key} (a checkpoint's config is fixed; only threads and device may change)`);
     const ckpt = await readCheckpoint(dir, { inference: options.inference, best: options.restoreBest });
     if (options.restoreBest && !ckpt.info.files.best) throw new MorecError('EINVAL', `${dir}: the checkpoint holds no best weights to restore`);
-    const model = Model.create({ ...withLegacyDefaults(ckpt.info.config as ModelConfig), ...overrides }, { items: options.items });
-    await yieldToLoop();
+    // Built and filled on the job thread: the event loop only checks names and sizes.
+    const model = await Model.createAsync({ ...withLegacyDefaults(ckpt.info.config as ModelConfig), ...overrides }, { items: options.items });
     if (options.restoreBest && ckpt.best) {
-      model.setParameters(ckpt.best);
+      await awaitNative(() => model.native.assignState(ckpt.best!));
       model.snapshotWeights();
-      await yieldToLoop();
     }
-    model.setParameters(ckpt.params);
+    await awaitNative(() => model.native.assignState(ckpt.params, ckpt.optimizer));
     if (options.restoreBest && !ckpt.best) model.snapshotWeights();
-    if (ckpt.optimizer) {
-      const opt = ckpt.optimizer;
-      await yieldToLoop();
-      callNative(() => model.native.setOptimizerState(opt));
-    }
     return { model, info: ckpt.info };
   }
 }

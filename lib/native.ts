@@ -264,7 +264,9 @@ export interface NativeModel {
   restoreWeights(): void;
   optimizerState(): { step: number; tensors: Record<string, NamedTensor> };
   /** Weights and optimizer state copied together on the job thread (Model.save): nothing blocks the event loop. */
-  stateCopy(): Promise<{ params: Record<string, NamedTensor>; optimizer: { step: number; tensors: Record<string, NamedTensor> } }>;
+  /** setParameters (and setOptimizerState) on the job thread; the arrays are checked here and held until copied. */
+  assignState(params: Record<string, Float32Array | NamedTensor>, optimizer?: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): Promise<void>;
+    stateCopy(): Promise<{ params: Record<string, NamedTensor>; optimizer: { step: number; tensors: Record<string, NamedTensor> } }>;
   setOptimizerState(state: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): void;
 }
 
@@ -297,6 +299,8 @@ export interface NativeScorer {
 export interface NativeAddon {
   Sequences: new (offsets: Int32Array, items: Int32Array, numItems: number) => NativeSequences;
   Model: new (config: Partial<NativeModelConfig>, items?: NativeItemStore) => NativeModel;
+  /** new Model(config, items), built on the job thread. */
+  createModel(config: Partial<NativeModelConfig>, items?: NativeItemStore): Promise<NativeModel>;
   /** itemTable: (numItems + 1) x d (Model.itemVectors); maxBatch: most requests per pass (1: no micro-batching). */
   Scorer: new (model: NativeModel, itemTable: Float32Array, options: { maxBatch: number; threads: number }) => NativeScorer;
   ItemStore: new (

@@ -130,6 +130,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Sequences", sequences);
   exports.Set("Model", model);
   exports.Set("Scorer", ScorerWrap::define(env));
+  exports.Set("createModel", Napi::Function::New(env, ModelWrap::createAsync, "createModel"));
   exports.Set("fullRankingRanks", Napi::Function::New(env, fullRankingRanks, "fullRankingRanks"));
   exports.Set("sampleNegatives", Napi::Function::New(env, sampleNegatives, "sampleNegatives"));
   exports.Set("torchInfo", Napi::Function::New(env, torchInfo, "torchInfo"));

@@ -11,6 +11,8 @@
 #include "models/text_item_tower.h"
 #include "sequences_wrap.h"
 #include "state_copy_worker.h"
+#include "assign_state_worker.h"
+#include "create_model_worker.h"
 #include "train/epoch_batches.h"
 #include "train_epoch_worker.h"
 
@@ -34,11 +36,41 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::restoreWeights>("restoreWeights"),
                       InstanceMethod<&ModelWrap::optimizerState>("optimizerState"),
                       InstanceMethod<&ModelWrap::stateCopy>("stateCopy"),
+                      InstanceMethod<&ModelWrap::assignState>("assignState"),
                       InstanceMethod<&ModelWrap::setOptimizerState>("setOptimizerState")});
+}
+
+// Marks the External that carries a core built on the job thread into the constructor.
+static const napi_type_tag kAdoptTag = {0x6d6f726563436f72ULL, 0x6541646f70743031ULL};
+
+Napi::Value ModelWrap::adopt(Napi::Env env, std::shared_ptr<ModelCore> core) {
+  auto* addon = env.GetInstanceData<AddonData>();
+  auto ext = Napi::External<std::shared_ptr<ModelCore>>::New(env, new std::shared_ptr<ModelCore>(std::move(core)),
+                                                             [](Napi::Env, std::shared_ptr<ModelCore>* p) { delete p; });
+  ext.TypeTag(&kAdoptTag);
+  return addon->model.New({ext});
+}
+
+Napi::Value ModelWrap::createAsync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
+      throw invalidArg("Expected a config object for config but received " +
+                       (info.Length() ? describeValue(info[0]) : std::string("undefined")));
+    ModelConfig cfg = ModelConfig::fromJs(info[0].As<Napi::Object>());
+    std::shared_ptr<const ItemStoreData> store;
+    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) store = ItemStoreWrap::unwrap(info[1], "items");
+    return std::make_shared<CreateModelWorker>(cfg, store)->start(info.Env(), Napi::Function());
+  });
 }
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   guarded(info.Env(), [&] {
+    if (info.Length() == 1 && info[0].IsExternal() && info[0].As<Napi::External<void>>().CheckTypeTag(&kAdoptTag)) {
+      core_ = *info[0].As<Napi::External<std::shared_ptr<ModelCore>>>().Data();
+      ModelConfig cfg = core_->model->config();
+      configObject_ = Napi::Persistent(cfg.toJs(info.Env()));
+      return;
+    }
     if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
       throw invalidArg("Expected a config object for config but received " +
                        (info.Length() ? describeValue(info[0]) : std::string("undefined")));
@@ -386,6 +418,16 @@ Napi::Value ModelWrap::stateCopy(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
     return std::make_shared<StateCopyWorker>(core_)->start(info.Env(), Napi::Function());
+  });
+}
+
+// assignState(params, optimizer?): Promise<void>; setParameters (and setOptimizerState) on the job thread.
+Napi::Value ModelWrap::assignState(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    Napi::Object params = readObjectArg(info, 0, "parameters");
+    Napi::Value optimizer = info.Length() > 1 ? info[1] : info.Env().Undefined();
+    return std::make_shared<AssignStateWorker>(info.Env(), core_, params, optimizer)->start(info.Env(), Napi::Function());
   });
 }
 

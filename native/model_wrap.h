@@ -16,6 +16,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info);
   // The native state of a JS Model (EINVAL naming `name` when v is not one).
   static std::shared_ptr<ModelCore> coreOf(const Napi::Value& v, const char* name);
+  // A JS Model over a core built elsewhere (CreateModelWorker).
+  static Napi::Value adopt(Napi::Env env, std::shared_ptr<ModelCore> core);
+  // createModel(config, items?): Promise<Model>, the model built on the job thread.
+  static Napi::Value createAsync(const Napi::CallbackInfo& info);
 
  private:
   Napi::Value config(const Napi::CallbackInfo& info);
@@ -34,6 +38,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value restoreWeights(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);
   Napi::Value stateCopy(const Napi::CallbackInfo& info);
+  Napi::Value assignState(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
   void ensureIdle() const;
 

@@ -54,6 +54,8 @@ class PromiseWorker : public std::enable_shared_from_this<PromiseWorker<Progress
   virtual void run() = 0;                                                               // job thread
   virtual Napi::Value result(Napi::Env env) = 0;                                        // JS thread
   virtual std::vector<napi_value> progressArgs(Napi::Env env, const ProgressT& p) = 0;  // JS thread
+  // JS thread, when the job has ended (resolved or rejected): releases what the job held of JS.
+  virtual void settled(Napi::Env env) {}
 
   // Job thread: reports progress. One call to JS is in flight at a time and it shows the latest report,
   // so a slow callback never makes reports pile up.
@@ -131,6 +133,7 @@ class PromiseWorker : public std::enable_shared_from_this<PromiseWorker<Progress
 
   void settle(Napi::Env env, JsSide& js) {
     core_->busy = false;
+    settled(env);
     if (failed_) {
       js.deferred.Reject(makeError(env, errorCode_, errorMessage_).Value());
       return;

@@ -9,6 +9,8 @@
     "evaluate_worker.cc",
     "item_vectors_worker.cc",
     "state_copy_worker.cc",
+    "assign_state_worker.cc",
+    "create_model_worker.cc",
     "item_store_wrap.cc",
     "scorer_wrap.cc",
     "serve/scorer.cc",

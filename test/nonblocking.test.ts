@@ -77,9 +77,9 @@ test('save and load of a 50 MB model keep the event loop turning, and the loaded
     const read = await ticking(() => readCheckpoint(path.join(dir, 'direct')));
     assert.ok(sameBits(read.result.params, params) && sameBits(read.result.optimizer!.tensors, optimizer.tensors), 'read back bit for bit');
 
-    // End to end. A save copies the weights and optimizer state out on the job thread, so nothing of it holds
-    // the loop; a load still has the core's synchronous steps (building the model, copying the optimizer state
-    // in), each timed on its own before and after (the longer counts: a loaded machine slows them unevenly).
+    // End to end. A save copies the weights and optimizer state out on the job thread, a load builds the model
+    // and copies the state in there, so neither holds the loop for the core's steps; those steps are also timed
+    // run synchronously, for comparison.
     const coreLoad = () => {
       let fresh: Model | undefined;
       const create = timed(() => (fresh = Model.create(config)));
@@ -97,13 +97,11 @@ test('save and load of a 50 MB model keep the event loop turning, and the loaded
 
     const f = (x: number) => x.toFixed(0);
     t.diagnostic(`writeCheckpoint: longest stall ${f(write.longest)} ms of ${f(write.ms)} ms; readCheckpoint: ${f(read.longest)} of ${f(read.ms)} ms`);
-    t.diagnostic(`Model.save: longest stall ${f(save.longest)} ms of ${f(save.ms)} ms; Model.load: ${f(load.longest)} of ${f(load.ms)} ms (longest core step ${f(core.load)} ms)`);
+    t.diagnostic(`Model.save: longest stall ${f(save.longest)} ms of ${f(save.ms)} ms; Model.load: ${f(load.longest)} of ${f(load.ms)} ms (its core steps, building the model and copying state in, take ${f(core.load)} ms when run synchronously)`);
     assert.ok(write.longest < STALL_MS, `writeCheckpoint held the event loop for ${f(write.longest)} ms`);
     assert.ok(read.longest < STALL_MS, `readCheckpoint held the event loop for ${f(read.longest)} ms`);
     assert.ok(save.longest < STALL_MS, `Model.save held the event loop for ${f(save.longest)} ms`);
-    // The core's synchronous steps of a load are what remains (twice their time: on a loaded machine a step's
-    // wall time varies that much from one second to the next); beyond them, no long stall.
-    assert.ok(load.longest < STALL_MS + 2 * core.load, `Model.load held the event loop for ${f(load.longest)} ms (longest core step ${f(core.load)} ms)`);
+    assert.ok(load.longest < STALL_MS, `Model.load held the event loop for ${f(load.longest)} ms (the core's steps, run synchronously, take ${f(core.load)} ms)`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
