@@ -291,6 +291,8 @@ export interface NativeScorer {
    * (item indices), filter (allowed item indices, or null for all), maskHistory. Resolves the top k.
    */
   recommend(history: Int32Array, user: number, k: number, exclude: Int32Array, filter: Int32Array | null, maskHistory: boolean): Promise<{ items: Int32Array; scores: Float32Array }>;
+  /** recommend() for many requests (the same six arguments each), queued together so that they share a pass. */
+  recommendMany(requests: readonly (readonly [Int32Array, number, number, Int32Array, Int32Array | null, boolean])[]): Promise<{ items: Int32Array; scores: Float32Array }>[];
   stats(): NativeScorerStats;
   /** Rejects queued requests with ECLOSED, frees the table after the pass in flight, gives the model back. */
   close(): void;

@@ -1,6 +1,7 @@
 #include "scorer_wrap.h"
 
 #include <atomic>
+#include <functional>
 #include <unordered_map>
 
 #include "model_wrap.h"
@@ -47,16 +48,21 @@ class ScorerSession : public ServeClient {
     if (!channelOpen_ || channel_.NonBlockingCall(answers) != napi_ok) delete answers;
   }
 
-  // JS thread.
-  Napi::Promise submit(Napi::Env env, RecommendRequest r) {
+  // JS thread: queues the requests together (every one checked first: a bad one queues none).
+  Napi::Array submit(Napi::Env env, std::vector<RecommendRequest> requests) {
     if (closed_) throw MorecException("ECLOSED", "the scorer is closed");
-    scorer_->check(r);
-    r.id = nextId_++;
-    auto deferred = Napi::Promise::Deferred::New(env);
-    js_->pending.emplace(r.id, deferred);
-    if (inFlight_++ == 0) channel_.Ref(env);
-    ServeQueue::instance().push(self(), std::move(r));
-    return deferred.Promise();
+    for (const auto& r : requests) scorer_->check(r);
+    Napi::Array promises = Napi::Array::New(env, requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto& r = requests[i];
+      r.id = nextId_++;
+      auto deferred = Napi::Promise::Deferred::New(env);
+      js_->pending.emplace(r.id, deferred);
+      if (inFlight_++ == 0) channel_.Ref(env);
+      promises.Set(uint32_t(i), deferred.Promise());
+    }
+    ServeQueue::instance().push(self(), std::move(requests));
+    return promises;
   }
 
   // JS thread: rejects what is still queued, and gives the model back once nothing is in flight.
@@ -73,7 +79,7 @@ class ScorerSession : public ServeClient {
     o.Set("batches", double(batches_.load()));
     o.Set("largestBatch", double(largest_.load()));
     o.Set("queued", double(ServeQueue::instance().queued(this)));
-    o.Set("threads", double(scorer_->lastThreads()));
+    o.Set("threads", double(scorer_ ? scorer_->lastThreads() : lastThreads_));
     return o;
   }
 
@@ -117,6 +123,8 @@ class ScorerSession : public ServeClient {
     if (!closed_ || inFlight_ != 0 || finished_) return;
     finished_ = true;
     core_->serving--;
+    lastThreads_ = scorer_->lastThreads();
+    scorer_.reset();  // the item table is freed now, not when JS collects this object
     std::lock_guard<std::mutex> lock(mutex_);
     if (channelOpen_) {
       channelOpen_ = false;
@@ -138,6 +146,7 @@ class ScorerSession : public ServeClient {
   uint64_t nextId_ = 1;
   int64_t inFlight_ = 0;
   bool closed_ = false, finished_ = false;
+  int64_t lastThreads_ = 0;
 };
 
 void ScorerSession::deliver(Napi::Env env, Napi::Function, JsSide* js, Answers* answers) {
@@ -150,7 +159,8 @@ void ScorerSession::deliver(Napi::Env env, Napi::Function, JsSide* js, Answers* 
 
 Napi::Function ScorerWrap::define(Napi::Env env) {
   return DefineClass(env, "Scorer",
-                     {InstanceMethod<&ScorerWrap::recommend>("recommend"), InstanceMethod<&ScorerWrap::stats>("stats"),
+                     {InstanceMethod<&ScorerWrap::recommend>("recommend"), InstanceMethod<&ScorerWrap::recommendMany>("recommendMany"),
+                      InstanceMethod<&ScorerWrap::stats>("stats"),
                       InstanceMethod<&ScorerWrap::close>("close")});
 }
 
@@ -183,26 +193,49 @@ ScorerWrap::~ScorerWrap() {
   }
 }
 
+// One request from its six arguments (history, user, k, exclude, filter, maskHistory).
+static RecommendRequest readRequest(const std::function<Napi::Value(size_t)>& arg) {
+  RecommendRequest r;
+  auto history = readInt32Array(arg(0), "history");
+  r.history.assign(history.Data(), history.Data() + history.ElementLength());
+  if (!arg(1).IsNumber()) throw invalidArg("Expected a user row (a number, -1 for none) for user but received " + describeValue(arg(1)));
+  r.user = arg(1).As<Napi::Number>().Int64Value();
+  if (!arg(2).IsNumber()) throw invalidArg("Expected a positive integer for k but received " + describeValue(arg(2)));
+  r.k = arg(2).As<Napi::Number>().Int64Value();
+  auto exclude = readInt32Array(arg(3), "exclude");
+  r.exclude.assign(exclude.Data(), exclude.Data() + exclude.ElementLength());
+  if (!arg(4).IsNull() && !arg(4).IsUndefined()) {
+    auto allowed = readInt32Array(arg(4), "filter");
+    r.allowed.assign(allowed.Data(), allowed.Data() + allowed.ElementLength());
+    r.filtered = true;
+  }
+  if (!arg(5).IsBoolean()) throw invalidArg("Expected a boolean for maskHistory but received " + describeValue(arg(5)));
+  r.maskHistory = arg(5).As<Napi::Boolean>().Value();
+  return r;
+}
+
 Napi::Value ScorerWrap::recommend(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto arg = [&](size_t i) { return info.Length() > i ? info[i] : info.Env().Undefined(); };
-    RecommendRequest r;
-    auto history = readInt32Array(arg(0), "history");
-    r.history.assign(history.Data(), history.Data() + history.ElementLength());
-    if (!arg(1).IsNumber()) throw invalidArg("Expected a user row (a number, -1 for none) for user but received " + describeValue(arg(1)));
-    r.user = arg(1).As<Napi::Number>().Int64Value();
-    if (!arg(2).IsNumber()) throw invalidArg("Expected a positive integer for k but received " + describeValue(arg(2)));
-    r.k = arg(2).As<Napi::Number>().Int64Value();
-    auto exclude = readInt32Array(arg(3), "exclude");
-    r.exclude.assign(exclude.Data(), exclude.Data() + exclude.ElementLength());
-    if (!arg(4).IsNull() && !arg(4).IsUndefined()) {
-      auto allowed = readInt32Array(arg(4), "filter");
-      r.allowed.assign(allowed.Data(), allowed.Data() + allowed.ElementLength());
-      r.filtered = true;
+    std::vector<RecommendRequest> one;
+    one.push_back(readRequest([&](size_t i) { return info.Length() > i ? info[i] : info.Env().Undefined(); }));
+    return session_->submit(info.Env(), std::move(one)).Get(uint32_t(0));
+  });
+}
+
+// recommendMany([[history, user, k, exclude, filter, maskHistory], ...]) -> Promise[]: queued together, so
+// they share a pass.
+Napi::Value ScorerWrap::recommendMany(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsArray()) throw invalidArg("Expected an array of requests for requests but received " + (info.Length() ? describeValue(info[0]) : std::string("undefined")));
+    Napi::Array list = info[0].As<Napi::Array>();
+    std::vector<RecommendRequest> requests;
+    for (uint32_t q = 0; q < list.Length(); ++q) {
+      Napi::Value item = list.Get(q);
+      if (!item.IsArray()) throw invalidArg("Expected an array of six arguments for requests[" + std::to_string(q) + "] but received " + describeValue(item));
+      Napi::Array a = item.As<Napi::Array>();
+      requests.push_back(readRequest([&](size_t i) { return a.Get(uint32_t(i)); }));
     }
-    if (!arg(5).IsBoolean()) throw invalidArg("Expected a boolean for maskHistory but received " + describeValue(arg(5)));
-    r.maskHistory = arg(5).As<Napi::Boolean>().Value();
-    return session_->submit(info.Env(), std::move(r));
+    return session_->submit(info.Env(), std::move(requests));
   });
 }
 

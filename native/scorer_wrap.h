@@ -21,6 +21,7 @@ class ScorerWrap : public Napi::ObjectWrap<ScorerWrap> {
 
  private:
   Napi::Value recommend(const Napi::CallbackInfo& info);
+  Napi::Value recommendMany(const Napi::CallbackInfo& info);
   Napi::Value stats(const Napi::CallbackInfo& info);
   Napi::Value close(const Napi::CallbackInfo& info);
 

@@ -211,9 +211,14 @@ test('micro-batching: concurrent requests share native passes (counted), and ans
   assertSameAnswers(got, alone);
   const s2 = batched.stats();
   assert.equal(s2.requests, 64);
-  // All 64 are queued before the serving thread can take them: the first pass may take one or all of them.
-  assert.ok(s2.batches <= 3, `64 concurrent requests took ${s2.batches} native passes`);
-  assert.ok(s2.largestBatch >= 32, `largest pass ${s2.largestBatch}`);
+  // Separate calls reach the queue one by one: the serving thread takes whatever is queued when it is free, so
+  // how many passes they need depends on timing (1-3 on an idle machine, ~12 on a loaded one); never one each.
+  assert.ok(s2.batches <= 32, `64 concurrent requests took ${s2.batches} native passes`);
+  // One recommendBatch call is queued at once: exactly one pass for 64 queries.
+  const viaBatch = await batched.recommendBatch(histories, { k: 10 });
+  assertSameAnswers(viaBatch, alone);
+  assert.equal(batched.stats().batches - s2.batches, 1, 'one recommendBatch of 64 queries: one native pass');
+  assert.equal(batched.stats().largestBatch, 64);
   await batched.close();
   const capped = await Recommender.fromModel(model, { itemIds: ids(60) }, { maxBatch: 8 });
   await Promise.all(histories.map((h) => capped.recommend(h, { k: 10 })));

@@ -100,7 +100,8 @@ export class Recommender {
   readonly numItems: number;
   /** The model's configuration (read-only). */
   readonly config: Model['config'];
-  private readonly model: Model;
+  /** Released at close(): a model the Recommender loaded is then freed with its native memory at the next GC. */
+  private model?: Model;
   private readonly scorer: NativeScorer;
   private readonly itemIds: string[];
   private readonly itemIndex: Map<string, number>;
@@ -192,15 +193,18 @@ export class Recommender {
     const unknownShared: string[] = [];
     const exclude = o.exclude ? this.indices(o.exclude, 'exclude', skip, unknownShared) : new Int32Array(0);
     const filter = o.filter ? this.indices(o.filter, 'filter', skip, unknownShared) : null;
-    const jobs = queries.map((q, i) => {
-      const unknown = [...unknownShared];
-      const { history, user } = this.resolveQuery(q, queries.length > 1 ? `queries[${i}]` : 'query', skip, unknown);
-      const p = callNative(() => this.scorer.recommend(history, user, o.k ?? 10, exclude, filter, o.maskHistory ?? true));
-      return p.then(
-        (r) => ({ items: this.toRecommendations(r.items, r.scores), unknownItems: unknown }),
-        (e) => Promise.reject(toMorecError(e)),
-      );
+    const unknown = queries.map(() => [...unknownShared]);
+    const requests = queries.map((q, i) => {
+      const { history, user } = this.resolveQuery(q, queries.length > 1 ? `queries[${i}]` : 'query', skip, unknown[i]);
+      return [history, user, o.k ?? 10, exclude, filter, o.maskHistory ?? true] as const;
     });
+    // Queued together natively: the queries of one call share a pass (up to maxBatch), with whatever else is queued.
+    const jobs = callNative(() => this.scorer.recommendMany(requests)).map((p, i) =>
+      p.then(
+        (r) => ({ items: this.toRecommendations(r.items, r.scores), unknownItems: unknown[i] }),
+        (e) => Promise.reject(toMorecError(e)),
+      ),
+    );
     const all = Promise.all(jobs);
     this.track(all);
     return all;
@@ -220,6 +224,7 @@ export class Recommender {
     this.closed = true;
     await Promise.allSettled([...this.pending]);
     this.scorer.close();
+    this.model = undefined;
   }
 
   private track(p: Promise<unknown>): void {

@@ -9,9 +9,9 @@ ServeQueue& ServeQueue::instance() {
   return *queue;
 }
 
-void ServeQueue::push(const std::shared_ptr<ServeClient>& client, RecommendRequest request) {
+void ServeQueue::push(const std::shared_ptr<ServeClient>& client, std::vector<RecommendRequest> requests) {
   std::lock_guard<std::mutex> lock(mutex_);
-  queue_.push_back({client, std::move(request)});
+  for (auto& r : requests) queue_.push_back({client, std::move(r)});
   if (!started_) {
     std::thread([this] { loop(); }).detach();
     started_ = true;

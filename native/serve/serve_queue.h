@@ -32,7 +32,8 @@ class ServeQueue {
   // The one queue of the process; never destroyed, its thread detached (an idle queue holds nothing open).
   static ServeQueue& instance();
 
-  void push(const std::shared_ptr<ServeClient>& client, RecommendRequest request);
+  // Queues requests together: none is taken before all are queued, so they share a pass (up to maxBatch).
+  void push(const std::shared_ptr<ServeClient>& client, std::vector<RecommendRequest> requests);
   // Removes the client's queued requests (not the pass in flight) and returns them.
   std::vector<RecommendRequest> drop(const ServeClient* client);
   // The client's requests queued now.
