@@ -1,30 +1,15 @@
 #include "assign_state_worker.h"
 
-#include <set>
 
 namespace morec {
 
 torch::Tensor AssignStateWorker::source(Napi::Env env, const Napi::Object& src, const std::string& name,
                                         const torch::Tensor& like, const char* what) {
-  Napi::Value v = src.Get(name);
-  if (v.IsUndefined()) throw invalidArg(std::string("missing ") + what + " '" + name + "'");
-  if (v.IsObject() && !v.IsTypedArray()) v = v.As<Napi::Object>().Get("data");
-  auto arr = readFloat32Array(v, name.c_str());
-  if (int64_t(arr.ElementLength()) != like.numel())
-    throw invalidArg(std::string("Expected ") + std::to_string(like.numel()) + " values for " + what + " '" + name +
-                     "' but received " + std::to_string(arr.ElementLength()));
+  auto arr = namedFloat32Array(src, name, like.numel(), what);
   napi_ref ref;
   if (napi_create_reference(env, arr, 1, &ref) != napi_ok) throw MorecException("ENATIVE", "cannot hold a source array");
   held_.push_back(ref);
   return torch::from_blob(arr.Data(), like.sizes(), torch::kFloat);
-}
-
-static void checkNames(const Napi::Object& src, const std::set<std::string>& known, const char* what) {
-  Napi::Array keys = src.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    if (!known.count(k)) throw invalidArg(std::string("unknown ") + what + " '" + k + "' (not in this model)");
-  }
 }
 
 AssignStateWorker::AssignStateWorker(Napi::Env env, std::shared_ptr<ModelCore> core, const Napi::Object& params,
@@ -34,7 +19,7 @@ AssignStateWorker::AssignStateWorker(Napi::Env env, std::shared_ptr<ModelCore> c
     std::set<std::string> known;
     auto state = modelState(*core_->model);
     for (const auto& kv : state) known.insert(kv.first);
-    checkNames(params, known, "parameter");
+    checkKnownNames(params, known, "parameter");
     for (const auto& [name, t] : state) params_.emplace_back(t, source(env, params, name, t, "parameter"));
     if (!optimizer.IsUndefined() && !optimizer.IsNull()) {
       if (!optimizer.IsObject()) throw invalidArg("Expected an optimizer state object but received " + describeValue(optimizer));
@@ -45,7 +30,7 @@ AssignStateWorker::AssignStateWorker(Napi::Env env, std::shared_ptr<ModelCore> c
       std::set<std::string> names;
       auto slots = core_->trainer().optimizer().state();
       for (const auto& kv : slots) names.insert(kv.first);
-      checkNames(tv.As<Napi::Object>(), names, "optimizer tensor");
+      checkKnownNames(tv.As<Napi::Object>(), names, "optimizer tensor");
       for (const auto& [name, t] : slots) optimizer_[name] = source(env, tv.As<Napi::Object>(), name, t, "optimizer tensor");
       hasOptimizer_ = true;
     }

@@ -140,6 +140,25 @@ Napi::Value tensorToTypedArray(Napi::Env env, torch::Tensor t) {
   throw MorecException("ENATIVE", "tensorToTypedArray: unsupported dtype");
 }
 
+void checkKnownNames(const Napi::Object& src, const std::set<std::string>& known, const char* what) {
+  Napi::Array keys = src.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    if (!known.count(k)) throw invalidArg(std::string("unknown ") + what + " '" + k + "' (not in this model)");
+  }
+}
+
+Napi::TypedArrayOf<float> namedFloat32Array(const Napi::Object& src, const std::string& name, int64_t numel, const char* what) {
+  Napi::Value v = src.Get(name);
+  if (v.IsUndefined()) throw invalidArg(std::string("missing ") + what + " '" + name + "'");
+  if (v.IsObject() && !v.IsTypedArray()) v = v.As<Napi::Object>().Get("data");
+  auto arr = readFloat32Array(v, name.c_str());
+  if (int64_t(arr.ElementLength()) != numel)
+    throw invalidArg(std::string("Expected ") + std::to_string(numel) + " values for " + what + " '" + name +
+                     "' but received " + std::to_string(arr.ElementLength()));
+  return arr;
+}
+
 Napi::Object namedTensorViews(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
   Napi::Object out = Napi::Object::New(env);
   for (const auto& [name, t] : tensors) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <stdexcept>
+#include <set>
 #include <string>
 
 namespace morec {
@@ -54,6 +55,10 @@ std::string readString(const Napi::Object& o, const char* name, const std::strin
 Napi::Object readObjectArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 Napi::TypedArrayOf<int32_t> readInt32Array(const Napi::Value& v, const char* name);
 Napi::TypedArrayOf<float> readFloat32Array(const Napi::Value& v, const char* name);
+// Named float arrays from JS ({ name: Float32Array | { data } }): refuses names not in `known`, and returns the
+// array of `name` after checking it holds `numel` values. `what` names the kind in messages ("parameter").
+void checkKnownNames(const Napi::Object& src, const std::set<std::string>& known, const char* what);
+Napi::TypedArrayOf<float> namedFloat32Array(const Napi::Object& src, const std::string& name, int64_t numel, const char* what);
 
 // A Float32Array/Int32Array over the memory of a contiguous CPU tensor, without copying: the array keeps
 // the tensor alive until it is garbage collected.

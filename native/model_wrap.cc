@@ -51,14 +51,20 @@ Napi::Value ModelWrap::adopt(Napi::Env env, std::shared_ptr<ModelCore> core) {
   return addon->model.New({ext});
 }
 
+// (config, items?) of new Model() and createModel().
+static std::pair<ModelConfig, std::shared_ptr<const ItemStoreData>> readCreateArgs(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
+    throw invalidArg("Expected a config object for config but received " +
+                     (info.Length() ? describeValue(info[0]) : std::string("undefined")));
+  ModelConfig cfg = ModelConfig::fromJs(info[0].As<Napi::Object>());
+  std::shared_ptr<const ItemStoreData> store;
+  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) store = ItemStoreWrap::unwrap(info[1], "items");
+  return {std::move(cfg), std::move(store)};
+}
+
 Napi::Value ModelWrap::createAsync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
-      throw invalidArg("Expected a config object for config but received " +
-                       (info.Length() ? describeValue(info[0]) : std::string("undefined")));
-    ModelConfig cfg = ModelConfig::fromJs(info[0].As<Napi::Object>());
-    std::shared_ptr<const ItemStoreData> store;
-    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) store = ItemStoreWrap::unwrap(info[1], "items");
+    auto [cfg, store] = readCreateArgs(info);
     return std::make_shared<CreateModelWorker>(cfg, store)->start(info.Env(), Napi::Function());
   });
 }
@@ -71,12 +77,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
       configObject_ = Napi::Persistent(cfg.toJs(info.Env()));
       return;
     }
-    if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
-      throw invalidArg("Expected a config object for config but received " +
-                       (info.Length() ? describeValue(info[0]) : std::string("undefined")));
-    ModelConfig cfg = ModelConfig::fromJs(info[0].As<Napi::Object>());
-    std::shared_ptr<const ItemStoreData> store;
-    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) store = ItemStoreWrap::unwrap(info[1], "items");
+    auto [cfg, store] = readCreateArgs(info);
     useThreads(cfg.threads);
     core_ = std::make_shared<ModelCore>();
     core_->model = std::make_shared<Recommender>(cfg, store);
@@ -348,23 +349,11 @@ static Napi::Object namedTensors(Napi::Env env, const std::vector<std::pair<std:
 static void assignNamed(const Napi::Object& src, const std::vector<std::pair<std::string, torch::Tensor>>& dst,
                         const char* what) {
   torch::NoGradGuard noGrad;
-  Napi::Array keys = src.GetPropertyNames();
   std::set<std::string> known;
   for (const auto& kv : dst) known.insert(kv.first);
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    if (!known.count(k)) throw invalidArg(std::string("unknown ") + what + " '" + k + "' (not in this model)");
-  }
-  for (const auto& [name, t] : dst) {
-    Napi::Value v = src.Get(name);
-    if (v.IsUndefined()) throw invalidArg(std::string("missing ") + what + " '" + name + "'");
-    if (v.IsObject() && !v.IsTypedArray()) v = v.As<Napi::Object>().Get("data");
-    auto arr = readFloat32Array(v, name.c_str());
-    if (int64_t(arr.ElementLength()) != t.numel())
-      throw invalidArg(std::string("Expected ") + std::to_string(t.numel()) + " values for " + what + " '" + name +
-                       "' but received " + std::to_string(arr.ElementLength()));
-    t.copy_(torch::from_blob(arr.Data(), t.sizes(), torch::kFloat));
-  }
+  checkKnownNames(src, known, what);
+  for (const auto& [name, t] : dst)
+    t.copy_(torch::from_blob(namedFloat32Array(src, name, t.numel(), what).Data(), t.sizes(), torch::kFloat));
 }
 
 
