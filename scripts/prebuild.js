@@ -125,7 +125,9 @@ function owningPackages(libs) {
     const name = r.stdout.split(':')[0].trim();
     if (name && !packages.includes(name)) packages.push(name);
   }
-  return packages;
+  // A stable order whatever the mapping order (address-space randomization): libtorch's package first.
+  const rank = (p) => (/^libtorch/.test(p) ? 0 : 1);
+  return packages.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
 function main() {
