@@ -17,6 +17,7 @@ export type MorecErrorCode =
   | 'EABORT' // stopped by an AbortSignal (or SIGINT/SIGTERM in the CLI)
   | 'EUNKNOWN' // an item or user id the model does not know
   | 'ECLOSED' // the recommender (or service) was closed
+  | 'EDIST' // data-parallel: the process group failed (rendezvous, a rank that stopped, a timeout)
   | 'ENATIVE'; // any other native failure
 
 export class MorecError extends Error {

@@ -28,3 +28,5 @@ export { extractFeatures, listFeatureCaches, openFeatureCache, prepareFeatureTow
 export { exportEncoderOnnx, OnnxExportReport } from './onnx';
 export { Recommender, RecommendQuery, RecommendOptions, Recommendation, DetailedRecommendation, RecommenderOptions, RecommenderStats, RecommenderIds, createService, serve, ServiceOptions, ServeOptions, ServeHandle } from './serve';
 export { openRun, OpenRunOptions, OpenedRun } from './run';
+export { ProcessGroup, ProcessGroupOptions } from './dist/group';
+export { launch, distEnvOf, LaunchOptions, LaunchResult, DistEnv } from './dist/launch';

@@ -11,6 +11,7 @@ import { Sequences } from './sequences';
 import { didYouMean, knownKeys, nonNegativeInt, numberIn, oneOf, positiveInt } from './validate';
 import { abortable, JobOptions } from './jobs';
 import { configThreads } from './threads';
+import { ProcessGroup } from './dist/group';
 
 export type Backbone = 'sasrec' | 'dssm';
 
@@ -215,11 +216,31 @@ export class Model {
    * The positions trainEpoch(seqs, options) would train on, batch by batch -- built natively by the same code
    * with the same seeds, negatives included, but without training (for tests and inspection; synchronous).
    */
-  epochBatches(seqs: Sequences, options: Omit<EpochOptions, 'signal'> = {}): NativeEpochBatches {
+  epochBatches(seqs: Sequences, options: Omit<EpochOptions, 'signal'> & { rank?: number; worldSize?: number } = {}): NativeEpochBatches {
     checkSequences(seqs, this.config.numItems);
-    validateEpochOptions(options);
+    // rank / worldSize: the share of each global batch that rank trains in a data-parallel epoch.
+    const { rank, worldSize, ...epoch } = options;
+    validateEpochOptions(epoch);
+    if (worldSize !== undefined) positiveInt(worldSize, 'worldSize');
+    if (rank !== undefined) numberIn(nonNegativeInt(rank, 'rank'), 'rank', 0, (worldSize ?? 1) - 1);
     return callNative(() => this.native.epochBatches(seqs.native, options));
   }
+
+  /**
+   * Makes this model data-parallel over `group` (every rank calls it: a collective). Every rank's model takes
+   * rank 0's weights, optimizer state and best-weights snapshot; from then on each epoch trains every global
+   * batch split across the ranks (each rank its contiguous share of the batch's rows, gradients summed across
+   * ranks before each optimizer step: the global batch's gradient), and evaluate() ranks each rank's share of the
+   * users and gathers them, so every rank gets every rank. null: this process alone again.
+   */
+  async joinGroup(group: ProcessGroup | null): Promise<void> {
+    if (group !== null && !(group instanceof ProcessGroup)) throw invalid('a ProcessGroup or null', 'group', group);
+    await awaitNative(() => this.native.joinGroup(group ? group.native : null));
+    this.group = group ?? undefined;
+  }
+
+  /** The process group this model trains over (joinGroup), if any. */
+  group?: ProcessGroup;
 
   /**
    * 0-based rank of each user's held-out item (-1: user not evaluated). Feed to metrics().

@@ -176,6 +176,18 @@ export interface NativeEpochResult {
   steps: number;
   optimizerSteps: number;
   seconds: number;
+  /** Data-parallel epochs (a model joined to a process group of several ranks): the gradient all-reduce. */
+  allreduce?: {
+    /** Gradient bytes summed across ranks per optimizer step. */
+    bytesPerStep: number;
+    buckets: number;
+    /** Bucket all-reduces started from autograd hooks before backward ended (over the epoch's steps). */
+    startedInBackward: number;
+    /** Seconds spent waiting for all-reduces after backward (communication not hidden behind it). */
+    waitSeconds: number;
+    /** Seconds in the reducer after backward in all (copies, waits, write-back). */
+    seconds: number;
+  };
 }
 
 export interface NativeEvalOptions {
@@ -268,6 +280,31 @@ export interface NativeModel {
   assignState(params: Record<string, Float32Array | NamedTensor>, optimizer?: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): Promise<void>;
     stateCopy(): Promise<{ params: Record<string, NamedTensor>; optimizer: { step: number; tensors: Record<string, NamedTensor> } }>;
   setOptimizerState(state: { step: number; tensors: Record<string, Float32Array | NamedTensor> }): void;
+  /** A collective: every rank's model takes rank 0's state; then epochs and evaluations run data-parallel (null: alone). */
+  joinGroup(group: NativeProcessGroup | null): Promise<void>;
+}
+
+/** A c10d process group (TCPStore rendezvous; Gloo on CPU, NCCL on CUDA builds). */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  storeSet(key: string, value: string): void;
+  /** Waits until some rank sets key (timeoutMs 0: the group's timeout). */
+  storeGet(key: string, timeoutMs?: number): Promise<string>;
+  allreduce(values: Float64Array, op?: 'sum' | 'max'): Promise<Float64Array>;
+  barrier(): Promise<void>;
+  recordFailure(message: string): void;
+  close(): void;
+}
+
+export interface NativeProcessGroupOptions {
+  masterAddr: string;
+  masterPort: number;
+  worldSize: number;
+  rank: number;
+  timeoutMs?: number;
+  backend?: 'gloo' | 'nccl';
 }
 
 /** Counts of a Scorer's native serving path. */
@@ -324,6 +361,7 @@ export interface NativeAddon {
   sampleNegatives(seqs: NativeSequences, options: { count?: number; seed?: number; distinct?: boolean }): Int32Array;
   /** The model config's fields, from the core's one list (native/models/model_config.h). */
   configSchema(): ConfigSchema;
+  connectProcessGroup(options: NativeProcessGroupOptions): Promise<NativeProcessGroup>;
   torchInfo(): { version: string; cuda: boolean; cudaDevices: number; threads: number; parallel: string };
   /** Sets the process-wide thread budget (clamped to [1, cores]); returns the budget in force. */
   setThreads(threads: number): number;

@@ -11,7 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readManifest } from './checkpoint';
 import { Dataset, formatLoadReport, prepareDataset } from './data/dataset';
-import { MorecError } from './errors';
+import { MorecError, toMorecError } from './errors';
+import { ProcessGroup } from './dist/group';
 import { writeAtomic } from './io/safetensors';
 import { Metrics } from './metrics';
 import { Model, ModelConfig } from './model';
@@ -104,6 +105,9 @@ export interface RunResults {
   fusion: string | null;
 }
 
+/** How long the other ranks of a data-parallel run wait for rank 0's plan and data (preparation may take hours; a rank 0 that dies ends the wait at once). */
+const DIST_WAIT_MS = 24 * 3600 * 1000;
+
 /** The files morec writes in a run folder (overwrite removes exactly these). */
 export const RUN_FILES = ['config.json', 'metrics.jsonl', 'results.json', 'checkpoint', 'last'];
 
@@ -124,6 +128,20 @@ export interface RunOptions {
   onLoad?: (fraction: number, what: string) => void;
   /** Errors in the given options are EUSAGE (command-line usage) rather than EINVAL. */
   usage?: boolean;
+  /**
+   * Data-parallel training over this process group (every rank calls trainRun with the same arguments). Rank 0
+   * decides the plan (new, resumed or reused run; the config), prepares the data first (the others then find it
+   * cached and check they hold the same), and alone writes the run folder, logs and reports progress.
+   */
+  group?: ProcessGroup;
+}
+
+/** What rank 0 decided, for the other ranks of a data-parallel run. */
+interface RunPlan {
+  cfg: TrainConfig;
+  resume: boolean;
+  dropItems?: { ids: string[]; reason: string };
+  reused?: RunResults;
 }
 
 export interface RunOutcome {
@@ -169,8 +187,25 @@ function outcomeKey(cfg: TrainConfig): string {
 
 /** Trains (or resumes, or reuses) the run in `runDir` with config `cfg`. */
 export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOptions = {}): Promise<RunOutcome> {
+  const group = options.group && options.group.worldSize > 1 ? options.group : undefined;
+  if (!group) return trainRunOn(runDir, cfg, options);
+  try {
+    return await trainRunOn(runDir, cfg, { ...options, group });
+  } catch (e) {
+    // The other ranks wait for this one in a collective: their errors will quote why it stopped.
+    const err = toMorecError(e);
+    if (err.code !== 'EDIST') group.recordFailure(`${err.code}: ${err.message}`);
+    throw e;
+  }
+}
+
+async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions): Promise<RunOutcome> {
   const mode = options.mode ?? 'new';
-  const log = options.log ?? (() => {});
+  const group = options.group;
+  // Rank 0 leads: it alone reads and writes the run folder, logs and reports progress.
+  const lead = !group || group.rank === 0;
+  const log = lead ? (options.log ?? (() => {})) : () => {};
+  const onLoad = lead ? options.onLoad : undefined;
   const asUsage = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -180,11 +215,17 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     }
   };
   const name = path.basename(runDir);
-  const existing = fs.existsSync(runDir) ? fs.readdirSync(runDir).filter((f) => RUN_FILES.includes(f)) : [];
-  const resumable = fs.existsSync(path.join(runDir, 'last', 'checkpoint.json'));
+  const existing = lead && fs.existsSync(runDir) ? fs.readdirSync(runDir).filter((f) => RUN_FILES.includes(f)) : [];
+  const resumable = lead && fs.existsSync(path.join(runDir, 'last', 'checkpoint.json'));
   let stored: RunConfigFile | undefined;
   let overwrite = mode === 'overwrite';
-  if (mode === 'resume') {
+  if (!lead) {
+    // The plan rank 0 made: the config (a resumed run's stored one), and whether the run resumes or was reused.
+    const plan = await group!.share<RunPlan>('run/plan', undefined, DIST_WAIT_MS);
+    if (plan.reused) return { runDir, results: plan.reused, how: 'reused' };
+    cfg = plan.cfg;
+    if (plan.resume) stored = { droppedItems: plan.dropItems } as RunConfigFile;
+  } else if (mode === 'resume') {
     if (!resumable) throw new MorecError('EUSAGE', `${runDir}: no run to resume here (last/checkpoint.json is missing; a run becomes resumable after its first epoch)`);
     stored = readJson<RunConfigFile>(path.join(runDir, 'config.json'), "the run's config");
     cfg = { ...stored, dataset: stored.datasetPath ?? stored.dataset, threads: cfg.threads ?? stored.threads };
@@ -195,6 +236,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     if (same && fs.existsSync(path.join(runDir, 'results.json'))) {
       const results = readJson<RunResults>(path.join(runDir, 'results.json'), "the run's results");
       log(`${name}: finished earlier (${runDir}); reusing its results`);
+      if (group) await group.share<RunPlan>('run/plan', { cfg, resume: false, reused: results });
       return { runDir, results, how: 'reused' };
     }
     if (same && resumable) {
@@ -205,8 +247,13 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     throw new MorecError('EEXIST', `${runDir} already holds a run (${existing.join(', ')}); pass --resume to continue it or --overwrite to replace it`);
   }
 
+  if (lead && group) await group.share<RunPlan>('run/plan', { cfg, resume: !!stored, ...(stored?.droppedItems ? { dropItems: stored.droppedItems } : {}) });
+  // The data set, item inputs and feature caches are prepared by rank 0 first; the other ranks then find them
+  // in the cache (nothing is prepared twice at once) and must arrive at the same data.
+  if (group && !lead) await group.share<{ fingerprint: string }>('run/prepared', undefined, DIST_WAIT_MS);
+
   // Everything is validated and prepared before the run folder is touched.
-  const prepare = { ...prepareOptionsOf(cfg), strict: options.strict ?? false, onProgress: options.onLoad };
+  const prepare = { ...prepareOptionsOf(cfg), strict: options.strict ?? false, onProgress: onLoad };
   let dropItems = stored?.droppedItems;
   let data: Dataset = await prepareDataset(cfg.dataset, { ...prepare, ...(dropItems ? { dropItems } : {}) });
   const text = cfg.model.itemTower === 'text' ? asUsage(() => prepareTextTower(data, cfg.text)) : undefined;
@@ -214,11 +261,11 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   // then prepared again without those items (the load report says so) and the tower built on it.
   let image: PreparedImageTower | undefined;
   let features: PreparedFeatureTower | undefined;
-  const onImages = options.onLoad ? (done: number, total: number) => options.onLoad!(done / total, 'images') : undefined;
+  const onImages = onLoad ? (done: number, total: number) => onLoad(done / total, 'images') : undefined;
   const modality = (d: Dataset): Promise<PreparedImageTower | PreparedFeatureTower | DroppedImages> =>
     cfg.model.itemTower === 'image'
       ? imageTowerOrDropped(d, { ...cfg.image, signal: options.signal, log, onProgress: onImages })
-      : featureTowerOrDropped(d, { ...cfg.features, seed: cfg.seed, threads: cfg.features?.threads ?? cfg.threads, signal: options.signal, log, onProgress: options.onLoad ? (done, total) => options.onLoad!(done / total, 'features') : undefined });
+      : featureTowerOrDropped(d, { ...cfg.features, seed: cfg.seed, threads: cfg.features?.threads ?? cfg.threads, signal: options.signal, log, onProgress: onLoad ? (done, total) => onLoad(done / total, 'features') : undefined });
   if (cfg.model.itemTower === 'image' || cfg.model.itemTower === 'features') {
     let r = await modality(data);
     if ('dropped' in r) {
@@ -233,7 +280,12 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   }
   for (const line of formatLoadReport(data.report)) log(line);
   const seqs = data.sequences;
-  if (stored && stored.dataFingerprint !== data.fingerprint)
+  if (group) {
+    const prepared = await group.share('run/prepared', lead ? { fingerprint: data.fingerprint } : undefined);
+    if (prepared.fingerprint !== data.fingerprint)
+      throw new MorecError('EMISMATCH', `${cfg.dataset}: rank ${group.rank} prepared data with fingerprint ${data.fingerprint.slice(0, 12)}… but rank 0 has ${prepared.fingerprint.slice(0, 12)}…; every rank must train on the same data`);
+  }
+  if (lead && stored && stored.dataFingerprint !== data.fingerprint)
     throw new MorecError('EMISMATCH', `${cfg.dataset}: the data set changed since the run started (fingerprint ${data.fingerprint.slice(0, 12)}… vs ${stored.dataFingerprint.slice(0, 12)}… in config.json); refusing to resume on other data`);
   log(`dataset ${data.name}: ${seqs.users} users, ${seqs.numItems} items; run folder ${runDir}`);
   if (text) log(text.summary);
@@ -243,7 +295,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
   const items = text?.items ?? image?.items ?? features?.items;
   let model: Model;
   let state: FitState | undefined;
-  if (stored) {
+  if (stored && lead) {
     const loaded = await Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items, restoreBest: true });
     model = loaded.model;
     state = (loaded.info.trainingState as { fit?: FitState }).fit;
@@ -266,18 +318,28 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
         { items },
       ),
     );
-    if (tower && 'weights' in tower && tower.weights) {
+    if (lead && tower && 'weights' in tower && tower.weights) {
       const report = model.loadEncoderWeights(tower.weights);
       const ignored = report.ignored.length ? `: ${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''}` : '';
       log(`loaded ${report.loaded} encoder tensors from ${tower.weights} (ignored ${report.ignored.length}${ignored})`);
     }
   }
 
-  // From here on the run folder is written.
-  if (overwrite) for (const f of existing) fs.rmSync(path.join(runDir, f), { recursive: true, force: true });
-  fs.mkdirSync(runDir, { recursive: true });
+  if (group) {
+    // Every rank takes rank 0's weights, optimizer state and best weights (fresh, resumed or pretrained), and
+    // where the run stands.
+    await model.joinGroup(group);
+    state = (await group.share('run/state', lead ? { state: state ?? null } : undefined)).state ?? undefined;
+    log(`data-parallel: ${group.worldSize} processes (${group.backend}), each training 1/${group.worldSize} of every batch of ${cfg.train.batchSize}`);
+  }
+
+  // From here on the run folder is written (by rank 0 alone).
+  if (overwrite && lead) for (const f of existing) fs.rmSync(path.join(runDir, f), { recursive: true, force: true });
+  if (lead) fs.mkdirSync(runDir, { recursive: true });
   const metricsFile = path.join(runDir, 'metrics.jsonl');
-  if (stored) {
+  if (!lead) {
+    // nothing to write
+  } else if (stored) {
     // Epochs logged after the last whole checkpoint are run again.
     const kept = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).slice(0, state!.epochs) : [];
     writeAtomic(metricsFile, [Buffer.from(kept.map((l) => l + '\n').join(''))]);
@@ -310,15 +372,16 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     evaluate: mask,
     resume: state,
     signal: options.signal,
-    onBatch: options.onBatch,
+    onBatch: lead ? options.onBatch : undefined,
     onEpoch: (e) => {
+      if (!lead) return;
       const line = { epoch: e.epoch + 1, ...(e.part !== undefined ? { part: e.part + 1 } : {}), loss: e.loss, 'valid HR@10': e.valid['HR@10'], 'valid NDCG@10': e.valid['NDCG@10'], trainSeconds: e.trainSeconds, evalSeconds: e.evalSeconds, best: e.best };
       fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
       log(`  epoch ${String(e.epoch + 1).padStart(3)}${e.part !== undefined ? `.${e.part + 1}` : ''} loss ${e.loss.toFixed(4)} valid HR@10 ${e.valid['HR@10'].toFixed(4)} NDCG@10 ${e.valid['NDCG@10'].toFixed(4)} (${e.trainSeconds.toFixed(1)}s + ${e.evalSeconds.toFixed(1)}s)${e.best ? ' *' : ''}`);
     },
-    onBest: (e) => model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }),
+    onBest: (e) => (lead ? model.save(path.join(runDir, 'checkpoint'), { trainingState: { epoch: e.epoch + 1 }, metrics: { valid: e.valid } }) : undefined),
     // The resumable state: this epoch's weights and optimizer, the best weights so far, where the run stands.
-    onState: (s, e) => model.save(path.join(runDir, 'last'), { trainingState: { fit: s }, metrics: { valid: e.valid }, best: e.best ? 'current' : 'keep' }),
+    onState: (s, e) => (lead ? model.save(path.join(runDir, 'last'), { trainingState: { fit: s }, metrics: { valid: e.valid }, best: e.best ? 'current' : 'keep' }) : undefined),
   });
   const results: RunResults = {
     name,
@@ -341,7 +404,7 @@ export async function trainRun(runDir: string, cfg: TrainConfig, options: RunOpt
     adapterDepth: model.config.features ? model.config.features.adapterDepth : null,
     fusion: model.config.fusion && model.config.fusion !== 'none' ? model.config.fusion : null,
   };
-  writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
+  if (lead) writeAtomic(path.join(runDir, 'results.json'), [Buffer.from(JSON.stringify(results, null, 2) + '\n')]);
   return { runDir, results, how: stored ? 'resumed' : 'trained' };
 }
 

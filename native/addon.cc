@@ -8,6 +8,7 @@
 #include "item_store_wrap.h"
 #include "job_queue.h"
 #include "model_wrap.h"
+#include "process_group_wrap.h"
 #include "scorer_wrap.h"
 #include "sequences_wrap.h"
 #include "train/negative_sampler.h"
@@ -130,6 +131,10 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Sequences", sequences);
   exports.Set("Model", model);
   exports.Set("Scorer", ScorerWrap::define(env));
+  Napi::Function processGroup = ProcessGroupWrap::define(env);
+  data->processGroup = Napi::Persistent(processGroup);
+  exports.Set("ProcessGroup", processGroup);
+  exports.Set("connectProcessGroup", Napi::Function::New(env, ProcessGroupWrap::connect, "connectProcessGroup"));
   exports.Set("createModel", Napi::Function::New(env, ModelWrap::createAsync, "createModel"));
   exports.Set("fullRankingRanks", Napi::Function::New(env, fullRankingRanks, "fullRankingRanks"));
   exports.Set("sampleNegatives", Napi::Function::New(env, sampleNegatives, "sampleNegatives"));

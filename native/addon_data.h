@@ -9,6 +9,7 @@ struct AddonData {
   Napi::FunctionReference sequences;
   Napi::FunctionReference model;
   Napi::FunctionReference itemStore;
+  Napi::FunctionReference processGroup;
 };
 
 }  // namespace morec

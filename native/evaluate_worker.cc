@@ -8,7 +8,7 @@ EvaluateWorker::EvaluateWorker(std::shared_ptr<ModelCore> core, std::shared_ptr<
 
 void EvaluateWorker::run() {
   ranks_ = Evaluator::ranks(
-      *core_->model, *seqs_, options_, [&](int64_t done, int64_t total) { report({done, total}); }, core_->cancel);
+      *core_->model, *seqs_, options_, [&](int64_t done, int64_t total) { report({done, total}); }, core_->cancel, core_->group);
   releaseFreeMemory();
 }
 

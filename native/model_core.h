@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "dist/process_group.h"
 #include "models/recommender.h"
 #include "train/trainer.h"
 
@@ -32,6 +33,8 @@ struct ModelCore {
   std::atomic<bool> cancel{false};
   // A copy of every parameter (snapshotWeights), e.g. the best epoch's, kept natively: never through JS.
   std::vector<torch::Tensor> snapshot;
+  // Set by joinGroup: epochs and evaluations run data-parallel over it (null: this process alone).
+  std::shared_ptr<ProcessGroup> group;
 
   // The optimizer and its state, created on first use: a model loaded for inference or serving never
   // allocates them.

@@ -1,5 +1,9 @@
 #include "model_wrap.h"
 
+#include "dist/state_broadcast.h"
+#include "process_group_wrap.h"
+#include "task_worker.h"
+
 #include <set>
 
 #include "addon_data.h"
@@ -37,7 +41,8 @@ Napi::Function ModelWrap::define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::optimizerState>("optimizerState"),
                       InstanceMethod<&ModelWrap::stateCopy>("stateCopy"),
                       InstanceMethod<&ModelWrap::assignState>("assignState"),
-                      InstanceMethod<&ModelWrap::setOptimizerState>("setOptimizerState")});
+                      InstanceMethod<&ModelWrap::setOptimizerState>("setOptimizerState"),
+                      InstanceMethod<&ModelWrap::joinGroup>("joinGroup")});
 }
 
 // Marks the External that carries a core built on the job thread into the constructor.
@@ -154,7 +159,11 @@ Napi::Value ModelWrap::epochBatches(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ensureIdle();
     auto seqs = SequencesWrap::unwrap(info.Length() ? info[0] : info.Env().Undefined(), "sequences");
-    EpochOptions opt = readEpochOptions(readObjectArg(info, 1, "options"));
+    Napi::Object o = readObjectArg(info, 1, "options");
+    EpochOptions opt = readEpochOptions(o);
+    // One rank's share of each global batch, as a data-parallel epoch on that rank trains it.
+    opt.worldSize = readInt(o, "worldSize", 1, 1, 1 << 16);
+    opt.rank = readInt(o, "rank", 0, 0, opt.worldSize - 1);
     auto& model = *core_->model;
     model.checkSequences(*seqs);
     EpochBatches batches(*seqs, model.config(), model.packed(), opt);
@@ -450,6 +459,27 @@ Napi::Value ModelWrap::setOptimizerState(const Napi::CallbackInfo& info) {
     assignNamed(tv.As<Napi::Object>(), dst, "optimizer tensor");
     opt.loadState(step, fresh);
     return info.Env().Undefined();
+  });
+}
+
+// joinGroup(group | null): Promise. With a group: every rank's model takes rank 0's weights, optimizer state
+// and best-weights snapshot (a collective: every rank calls it), and its epochs and evaluations run
+// data-parallel over the group from then on. null: this process alone again.
+Napi::Value ModelWrap::joinGroup(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ensureIdle();
+    std::shared_ptr<ProcessGroup> group;
+    if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) group = ProcessGroupWrap::unwrap(info[0], "group");
+    auto core = core_;
+    return std::make_shared<TaskWorker>(
+               "morec.joinGroup", core_,
+               [core, group] {
+                 useThreads(core->model->config().threads);
+                 if (group && group->size() > 1) broadcastModelState(*core, *group);
+                 core->group = group;
+               },
+               nullptr)
+        ->start(info.Env(), Napi::Function());
   });
 }
 

@@ -40,6 +40,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value stateCopy(const Napi::CallbackInfo& info);
   Napi::Value assignState(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value joinGroup(const Napi::CallbackInfo& info);
   void ensureIdle() const;
 
   std::shared_ptr<ModelCore> core_;

@@ -8,7 +8,7 @@ TrainEpochWorker::TrainEpochWorker(std::shared_ptr<ModelCore> core, std::shared_
 
 void TrainEpochWorker::run() {
   result_ = core_->trainer().runEpoch(
-      *seqs_, options_, [&](int64_t done, int64_t total, double loss) { report({done, total, loss}); }, core_->cancel);
+      *seqs_, options_, [&](int64_t done, int64_t total, double loss) { report({done, total, loss}); }, core_->cancel, core_->group);
   releaseFreeMemory();
 }
 
@@ -25,6 +25,15 @@ Napi::Value TrainEpochWorker::result(Napi::Env env) {
   r.Set("steps", double(result_.steps));
   r.Set("optimizerSteps", double(core_->trainer().optimizer().steps()));
   r.Set("seconds", result_.seconds);
+  if (result_.allreduceBuckets > 0) {
+    Napi::Object a = Napi::Object::New(env);
+    a.Set("bytesPerStep", double(result_.allreduceBytesPerStep));
+    a.Set("buckets", double(result_.allreduceBuckets));
+    a.Set("startedInBackward", double(result_.bucketsStartedInBackward));
+    a.Set("waitSeconds", result_.allreduceWaitSeconds);
+    a.Set("seconds", result_.allreduceSeconds);
+    r.Set("allreduce", a);
+  }
   return r;
 }
 

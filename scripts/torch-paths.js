@@ -16,6 +16,7 @@ if (rootDir) {
   for (const cuda of ['torch_cuda', 'c10_cuda']) if (fs.existsSync(path.join(lib, `lib${cuda}.so`))) libs.push(`-l${cuda}`);
 } else {
   includes = ['/usr/include', '/usr/include/torch/csrc/api/include'];
-  libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
+  // Gloo (c10d's CPU backend, data-parallel training): headers and libgloo.so from libgloo-dev.
+  libs = ['-ltorch', '-ltorch_cpu', '-lc10', '-lgloo'];
 }
 process.stdout.write((what === 'libs' ? libs : includes).join(' ') + '\n');

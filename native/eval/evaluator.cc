@@ -12,7 +12,29 @@ namespace morec {
 
 std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
                                       const std::function<void(int64_t, int64_t)>& progress,
-                                      const std::atomic<bool>& cancel) {
+                                      const std::atomic<bool>& cancel, const std::shared_ptr<ProcessGroup>& group) {
+  const bool parallel = group && group->size() > 1;
+  std::vector<int32_t> out;
+  try {
+    out = localRanks(model, seqs, opt, progress, cancel, parallel ? group->rank() : 0, parallel ? group->size() : 1);
+  } catch (...) {
+    if (parallel) {
+      std::string code, message;
+      describeCurrentException(code, message);
+      if (code != "EDIST") group->recordFailure(code + ": " + message);
+    }
+    throw;
+  }
+  if (parallel) {
+    std::vector<torch::Tensor> all{torch::from_blob(out.data(), {int64_t(out.size())}, torch::kInt)};
+    group->allreduceMax(all, "gathering the evaluation's ranks");
+  }
+  return out;
+}
+
+std::vector<int32_t> Evaluator::localRanks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
+                                           const std::function<void(int64_t, int64_t)>& progress,
+                                           const std::atomic<bool>& cancel, int64_t rank, int64_t world) {
   const auto& cfg = model.config();
   model.checkSequences(seqs);
   useThreads(cfg.threads);
@@ -21,9 +43,10 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
   std::vector<int32_t> out(static_cast<size_t>(seqs.users()), -1);
   std::vector<int64_t> users;
   std::vector<RankQuery> queries;
-  for (int64_t u = 0; u < seqs.users(); ++u) {
+  for (int64_t u = 0, evaluable = 0; u < seqs.users(); ++u) {
     const int64_t inputLen = seqs.length(u) - opt.holdOut;
     if (inputLen < 1) continue;
+    if (evaluable++ % world != rank) continue;  // another rank's user
     users.push_back(u);
     queries.push_back({seqs.begin(u), inputLen, seqs.begin(u)[inputLen],
                        opt.maskRepeatedTarget && seqs.heldOutRepeated(u, opt.holdOut)});

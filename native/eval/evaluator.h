@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../dist/process_group.h"
 #include "../models/recommender.h"
 #include "../sequence_data.h"
 
@@ -26,12 +27,19 @@ struct EvalOptions {
 };
 
 // progress(done, total): total = numItems (the item table, encoded first) + evaluated users. Throws EABORT at
-// the next item-table or user batch once `cancel` is set.
+// the next item-table or user batch once `cancel` is set. With a process group of several ranks, each rank
+// ranks every world-th user and the ranks are gathered (a max-all-reduce over -1s): every rank returns all.
 class Evaluator {
  public:
   static std::vector<int32_t> ranks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
                                     const std::function<void(int64_t, int64_t)>& progress,
-                                    const std::atomic<bool>& cancel);
+                                    const std::atomic<bool>& cancel, const std::shared_ptr<ProcessGroup>& group = nullptr);
+
+ private:
+  // The ranks of users rank, rank + world, ... among the evaluable ones; -1 for every other user.
+  static std::vector<int32_t> localRanks(Recommender& model, const SequenceData& seqs, const EvalOptions& opt,
+                                         const std::function<void(int64_t, int64_t)>& progress,
+                                         const std::atomic<bool>& cancel, int64_t rank, int64_t world);
 };
 
 }  // namespace morec

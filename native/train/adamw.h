@@ -26,6 +26,7 @@ class AdamW {
   void zeroGrad();
   void step();
   int64_t steps() const { return step_; }
+  void setSteps(int64_t steps) { step_ = steps; }
   // name + ".exp_avg" / ".exp_avg_sq" -> tensor
   std::map<std::string, torch::Tensor> state() const;
   void loadState(int64_t step, const std::map<std::string, torch::Tensor>& state);

@@ -102,6 +102,18 @@ Batch BatchBuilder::training(const TrainingRow* rows, int64_t count, const Negat
   return b;
 }
 
+void BatchBuilder::skipNegatives(const TrainingRow* rows, int64_t count, const NegativeSampler& sampler,
+                                 std::mt19937_64& rng) const {
+  std::vector<int32_t> seen;
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t u = rows[r].user;
+    const int64_t n = pairs_ ? 1 : trainingPositions(u);
+    if (n == 0) continue;
+    NegativeSampler::setOf(seqs_.begin(u), seqs_.length(u) - 2, seen);
+    for (int64_t j = 0; j < n; ++j) sampler.draw(rng, seen);
+  }
+}
+
 Batch BatchBuilder::inference(const int64_t* users, int64_t count, int64_t holdOut) const {
   Batch b;
   b.rows = count;

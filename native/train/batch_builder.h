@@ -31,6 +31,10 @@ class BatchBuilder {
   Batch training(const TrainingRow* rows, int64_t count, const NegativeSampler& sampler, std::mt19937_64& rng,
                  bool inBatch) const;
 
+  // Draws the negatives training(rows, count, ...) would draw, without building the batch: a data-parallel
+  // rank skips the other ranks' rows of a global batch and keeps the one negative stream of one process.
+  void skipNegatives(const TrainingRow* rows, int64_t count, const NegativeSampler& sampler, std::mt19937_64& rng) const;
+
   // Inference rows: the input is the sequence without its last `holdOut` items (2 = validation, 1 = test).
   Batch inference(const int64_t* users, int64_t count, int64_t holdOut) const;
 

@@ -19,6 +19,9 @@ uint64_t streamSeed(uint64_t epochSeed, const EpochOptions& opt) {
 
 EpochBatches::EpochBatches(const SequenceData& seqs, const ModelConfig& cfg, bool packed, const EpochOptions& opt)
     : builder_(seqs, cfg.maxLen, cfg.backbone == "sasrec", packed, opt.dssmPairs),
+      pairs_(cfg.backbone == "dssm" && opt.dssmPairs),
+      rank_(opt.rank),
+      world_(opt.worldSize),
       sampler_(cfg.numItems),
       inBatch_(opt.inBatchLoss) {
   const uint64_t epochSeed = mixSeeds(uint64_t(cfg.seed), uint64_t(opt.epoch));
@@ -55,9 +58,37 @@ EpochBatches::EpochBatches(const SequenceData& seqs, const ModelConfig& cfg, boo
   if (opt.maxBatches > 0 && int64_t(batches_.size()) > opt.maxBatches) batches_.resize(size_t(opt.maxBatches));
 }
 
+std::pair<int64_t, int64_t> EpochBatches::shard(int64_t i) const {
+  const auto [b, e] = batches_[size_t(i)];
+  if (world_ == 1) return {b, e};
+  return {b + rank_ * (e - b) / world_, b + (rank_ + 1) * (e - b) / world_};
+}
+
+int64_t EpochBatches::positionsOf(int64_t begin, int64_t end) const {
+  if (pairs_) return end - begin;
+  int64_t n = 0;
+  for (int64_t r = begin; r < end; ++r) n += builder_.trainingPositions(rows_[size_t(r)].user);
+  return n;
+}
+
+int64_t EpochBatches::positionsIn(int64_t i) const {
+  return positionsOf(batches_[size_t(i)].first, batches_[size_t(i)].second);
+}
+
+double EpochBatches::lossShare(int64_t i) const {
+  if (world_ == 1) return 1.0;
+  const auto [b, e] = shard(i);
+  return double(positionsOf(b, e)) / double(positionsIn(i));
+}
+
 Batch EpochBatches::build(int64_t i) {
   const auto [b, e] = batches_[size_t(i)];
-  return builder_.training(rows_.data() + b, e - b, sampler_, negativeRng_, inBatch_);
+  if (world_ == 1) return builder_.training(rows_.data() + b, e - b, sampler_, negativeRng_, inBatch_);
+  const auto [sb, se] = shard(i);
+  if (!inBatch_) builder_.skipNegatives(rows_.data() + b, sb - b, sampler_, negativeRng_);
+  Batch out = builder_.training(rows_.data() + sb, se - sb, sampler_, negativeRng_, inBatch_);
+  if (!inBatch_) builder_.skipNegatives(rows_.data() + se, e - se, sampler_, negativeRng_);
+  return out;
 }
 
 torch::Tensor EpochBatches::logPopularity(const SequenceData& seqs) {

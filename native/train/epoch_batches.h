@@ -28,15 +28,26 @@ class EpochBatches {
   // Throws EINVAL when no row has a training position.
   EpochBatches(const SequenceData& seqs, const ModelConfig& config, bool packed, const EpochOptions& opt);
   int64_t size() const { return int64_t(batches_.size()); }
+  // Rows of global batch i (all ranks) and of this rank's share of it.
   int64_t rowsIn(int64_t i) const { return batches_[size_t(i)].second - batches_[size_t(i)].first; }
-  // Batch i on the CPU. Call in order 0, 1, ...: the negatives of all batches come from one stream.
+  int64_t shardRows(int64_t i) const { auto [b, e] = shard(i); return e - b; }
+  // Training positions of global batch i, and this rank's share of them: the weight of its loss in the
+  // batch's mean (1 in one process).
+  int64_t positionsIn(int64_t i) const;
+  double lossShare(int64_t i) const;
+  // This rank's share of batch i on the CPU (the whole batch in one process). Call in order 0, 1, ...: the
+  // negatives of all batches come from one stream, the same on every rank.
   Batch build(int64_t i);
   // log p(item) with p = the item's share of all training-prefix interactions (each user's sequence without
   // its last two items), [numItems + 1] float, row 0 = 0: the in-batch loss's logQ correction.
   static torch::Tensor logPopularity(const SequenceData& seqs);
 
  private:
+  std::pair<int64_t, int64_t> shard(int64_t i) const;
+  int64_t positionsOf(int64_t begin, int64_t end) const;
   BatchBuilder builder_;
+  bool pairs_;
+  int64_t rank_, world_;
   NegativeSampler sampler_;
   bool inBatch_;
   std::mt19937_64 negativeRng_;

@@ -26,12 +26,19 @@ struct EpochOptions {
   // BCE loss is one mean over the pair's 1 + 1 logits. false: rows are users with the last maxLen items of
   // their prefix, BCE = mean(positives) + mean(negatives) (morec's earlier DSSM; SASRec's form).
   bool dssmPairs = true;
+  // Data-parallel (set from the model's process group, not from JS): every rank walks the same global batches
+  // and trains its contiguous share of each one's rows.
+  int64_t rank = 0, worldSize = 1;
 };
 
 struct EpochResult {
   double meanLoss = 0.0;
+  // Of the global batches (all ranks together).
   int64_t batches = 0, sequences = 0, positions = 0, steps = 0;
   double seconds = 0.0;
+  // Data-parallel epochs: gradient all-reduce figures (ReducerStats over this epoch's steps).
+  int64_t allreduceBytesPerStep = 0, allreduceBuckets = 0, bucketsStartedInBackward = 0;
+  double allreduceWaitSeconds = 0.0, allreduceSeconds = 0.0;
 };
 
 }  // namespace morec

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 
+#include "../dist/gradient_reducer.h"
 #include "../models/recommender.h"
 #include "../sequence_data.h"
 #include "adamw.h"
@@ -22,13 +23,19 @@ class Trainer {
   explicit Trainer(Recommender& model);
   // Throws EABORT at the first batch boundary after `cancel` is set; a failed or aborted epoch leaves the
   // model as between epochs (eval mode, no accumulated gradients), the steps already taken kept.
+  // With a process group of several ranks the epoch is data-parallel: each rank trains its share of every
+  // global batch, gradients are summed across ranks before each optimizer step (GradientReducer), and the
+  // loss reported is the global batches'.
   EpochResult runEpoch(const SequenceData& seqs, const EpochOptions& opt, const EpochProgress& progress,
-                       const std::atomic<bool>& cancel);
+                       const std::atomic<bool>& cancel, const std::shared_ptr<ProcessGroup>& group = nullptr);
   AdamW& optimizer() { return *optimizer_; }
 
  private:
   Recommender& model_;
   std::unique_ptr<AdamW> optimizer_;
+  std::vector<torch::Tensor> trainable_;
+  std::unique_ptr<GradientReducer> reducer_;  // for reducerGroup_, made on its first data-parallel epoch
+  std::shared_ptr<ProcessGroup> reducerGroup_;
 };
 
 }  // namespace morec

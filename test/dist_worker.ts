@@ -1,0 +1,74 @@
+/**
+ * One rank of the data-parallel tests (test/distributed.test.ts): trains a small model for a few steps, alone or
+ * joined to the process group its environment describes, then evaluates, and writes what the test compares
+ * (weights, losses, validation ranks) to a JSON file. Also called in-process by the test for the one-process run.
+ */
+import * as fs from 'node:fs';
+import { Model, ModelConfig, prepareDataset, prepareTextTower, ProcessGroup, Sequences } from '../lib';
+import { chainWorld } from './helpers';
+
+export interface WorkerSpec {
+  tower: 'id' | 'text';
+  epochs: number;
+  maxBatches: number;
+  batchSize: number;
+  gradAccum?: number;
+  backbone?: 'sasrec' | 'dssm';
+  /** Kill this process (SIGKILL) when this rank reaches batch 2 of epoch 1 (the failure test). */
+  dieAtRank?: number;
+  out?: string;
+}
+
+export interface WorkerOutput {
+  params: Record<string, number[]>;
+  losses: number[];
+  ranks: number[];
+  allreduce?: unknown;
+}
+
+async function data(spec: WorkerSpec): Promise<{ seqs: Sequences; config: ModelConfig; items?: import('../lib').ItemStore }> {
+  const backbone = spec.backbone ?? 'sasrec';
+  if (spec.tower === 'id') {
+    const seqs = chainWorld(400, 90, 5);
+    return { seqs, config: { backbone, numItems: 90, numUsers: seqs.users, d: 24, heads: 2, blocks: 2, maxLen: 10, dropout: 0, seed: 7, threads: 1 } };
+  }
+  const ds = await prepareDataset('synthetic', { maxLen: 10, minSeqLen: 5, synthetic: { seed: 3, scale: 0.3 } });
+  const text = prepareTextTower(ds, { encoder: 'bert-tiny', maxTokens: 12 });
+  return {
+    seqs: ds.sequences,
+    items: text.items,
+    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: text.text as ModelConfig['text'] },
+  };
+}
+
+export async function runWorker(spec: WorkerSpec, group?: ProcessGroup): Promise<WorkerOutput> {
+  const { seqs, config, items } = await data(spec);
+  const model = Model.create(config, items ? { items } : {});
+  if (group) await model.joinGroup(group);
+  const losses: number[] = [];
+  let allreduce: unknown;
+  for (let epoch = 0; epoch < spec.epochs; epoch++) {
+    const r = await model.trainEpoch(seqs, { epoch, batchSize: spec.batchSize, lr: 3e-3, encoderLr: 1e-3, maxBatches: spec.maxBatches, gradAccum: spec.gradAccum ?? 1, progressEvery: 1 }, (done) => {
+      if (spec.dieAtRank === (group?.rank ?? 0) && epoch === 1 && done === 2) process.kill(process.pid, 'SIGKILL');
+    });
+    losses.push(r.loss);
+    allreduce = r.allreduce;
+  }
+  const ranks = Array.from(await model.evaluate(seqs, { split: 'valid' }));
+  const params: Record<string, number[]> = {};
+  for (const [name, t] of Object.entries(model.parameters())) params[name] = Array.from(t.data);
+  return { params, losses, ranks, allreduce };
+}
+
+if (require.main === module) {
+  (async () => {
+    const spec = JSON.parse(process.argv[2]) as WorkerSpec;
+    const group = await ProcessGroup.fromEnv(process.env, { timeoutMs: Number(process.env.TEST_DIST_TIMEOUT_MS ?? 20000) });
+    const out = await runWorker(spec, group);
+    if (spec.out) fs.writeFileSync(`${spec.out}.${group?.rank ?? 0}.json`, JSON.stringify(out));
+    group?.close();
+  })().catch((e) => {
+    process.stderr.write(`${e.code ?? 'ERROR'}: ${e.message}\n`);
+    process.exit(1);
+  });
+}
