@@ -37,7 +37,7 @@ async function data(spec: WorkerSpec): Promise<{ seqs: Sequences; config: ModelC
   return {
     seqs: ds.sequences,
     items: text.items,
-    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: text.text as ModelConfig['text'] },
+    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: { ...(text.text as object), hiddenDropout: 0, attentionDropout: 0 } as ModelConfig['text'] },
   };
 }
 
