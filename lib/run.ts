@@ -293,10 +293,12 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
   if (features) for (const line of features.summary) log(line);
   const tower = text ?? image ?? features;
   const items = text?.items ?? image?.items ?? features?.items;
+  // Data-parallel on CUDA: each process of a machine on its own device, cuda:<LOCAL_RANK>.
+  const device = group && cfg.model.device?.startsWith('cuda') ? { device: `cuda:${group.localRank}` } : {};
   let model: Model;
   let state: FitState | undefined;
   if (stored && lead) {
-    const loaded = await Model.load(path.join(runDir, 'last'), cfg.threads ? { threads: cfg.threads } : {}, { items, restoreBest: true });
+    const loaded = await Model.load(path.join(runDir, 'last'), { ...(cfg.threads ? { threads: cfg.threads } : {}), ...device }, { items, restoreBest: true });
     model = loaded.model;
     state = (loaded.info.trainingState as { fit?: FitState }).fit;
     if (!state) throw new MorecError('EFORMAT', `${path.join(runDir, 'last')}: the checkpoint holds no training state to resume from`);
@@ -314,6 +316,7 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
           maxLen: cfg.maxLen,
           seed: cfg.seed,
           threads: cfg.threads,
+          ...device,
         },
         { items },
       ),

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import { Model, ModelConfig, prepareDataset, prepareTextTower, ProcessGroup, Sequences } from '../lib';
-import { chainWorld } from './helpers';
+import { chainWorld, randomStore } from './helpers';
 
 export interface WorkerSpec {
-  tower: 'id' | 'text';
+  tower: 'id' | 'text' | 'image';
   epochs: number;
   maxBatches: number;
   batchSize: number;
@@ -31,6 +31,12 @@ async function data(spec: WorkerSpec): Promise<{ seqs: Sequences; config: ModelC
   if (spec.tower === 'id') {
     const seqs = chainWorld(400, 90, 5);
     return { seqs, config: { backbone, numItems: 90, numUsers: seqs.users, d: 24, heads: 2, blocks: 2, maxLen: 10, dropout: 0, seed: 7, threads: 1 } };
+  }
+  if (spec.tower === 'image') {
+    // A ResNet with BatchNorm on random 8x8 images: its running statistics are per-rank state.
+    const seqs = chainWorld(160, 40, 6);
+    const image = { arch: 'resnet', block: 'basic', depths: [1, 1], width: 4, imageSize: 8 } as ModelConfig['image'];
+    return { seqs, items: randomStore(40, 8, 3), config: { backbone, numItems: 40, d: 16, heads: 2, blocks: 1, maxLen: 8, dropout: 0, seed: 7, threads: 1, itemTower: 'image', image } };
   }
   const ds = await prepareDataset('synthetic', { maxLen: 10, minSeqLen: 5, synthetic: { seed: 3, scale: 0.3 } });
   const text = prepareTextTower(ds, { encoder: 'bert-tiny', maxTokens: 12 });

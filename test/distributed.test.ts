@@ -157,6 +157,18 @@ test('2 processes train a text MoRec (bert-tiny, end to end) to the weights and 
   assert.ok(Object.keys(dp.params).some((n) => n.includes('encoder')), 'the encoder is among the compared weights');
 });
 
+test('image MoRec (BatchNorm): the ranks average their running statistics after each epoch and end bit-identical', async () => {
+  const spec: WorkerSpec = { tower: 'image', epochs: 2, maxBatches: 4, batchSize: 32 };
+  const [a, b] = await twoRanks(spec);
+  const stats = Object.keys(a.params).filter((n) => /running_(mean|var)$/.test(n));
+  assert.ok(stats.length > 0, 'the model has BatchNorm statistics');
+  for (const [name, w] of Object.entries(a.params)) assert.deepEqual(b.params[name], w, `rank 1's ${name} differs from rank 0's`);
+  assert.deepEqual(b.ranks, a.ranks);
+  // The statistics moved from their initial values (0 and 1).
+  const init = await runWorker({ ...spec, epochs: 0 });
+  assert.ok(stats.some((n) => a.params[n].some((v, i) => Math.abs(v - init.params[n][i]) > 1e-3)));
+});
+
 test('the rendezvous names what is wrong: a different WORLD_SIZE, a rank that never comes, an unreachable master', async () => {
   const spec = JSON.stringify({ tower: 'id', epochs: 1, maxBatches: 1, batchSize: 32 });
   let port = await freePort();

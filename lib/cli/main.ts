@@ -230,7 +230,7 @@ async function train(args: Record<string, unknown>): Promise<void> {
     return;
   }
   const dist = distEnvOf();
-  const group = dist && dist.worldSize > 1 ? await ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, timeoutMs: (args['dist-timeout'] as number) * 1000, backend: args['dist-backend'] as 'gloo' | 'nccl' }) : undefined;
+  const group = dist && dist.worldSize > 1 ? await ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, localRank: dist.localRank, timeoutMs: (args['dist-timeout'] as number) * 1000, backend: args['dist-backend'] as 'gloo' | 'nccl' }) : undefined;
   const lead = !group || group.rank === 0;
   const runDir = path.join(path.resolve(args['runs-dir'] as string), name);
   const bar = new ProgressBar((args.quiet as boolean) || !lead);
@@ -249,11 +249,14 @@ async function train(args: Record<string, unknown>): Promise<void> {
     });
   } catch (e) {
     const sig = stop.received();
-    if (sig && e instanceof MorecError && e.code === 'EABORT') {
+    // Data-parallel: the signal reaches every rank, and a rank may see another's stop (EDIST) before its own.
+    if (sig && e instanceof MorecError && (e.code === 'EABORT' || (group && e.code === 'EDIST'))) {
+      if (!lead) throw new MorecError('EABORT', `${sig}: rank ${group!.rank} stopped (${e.message})`, { cause: e });
       const epochs = lastCheckpointEpochs(runDir);
+      const nprocFlag = group ? ` --nproc ${process.env.LOCAL_WORLD_SIZE ?? group.worldSize}` : '';
       throw new MorecError(
         'EABORT',
-        `${sig}: training stopped (${e.message}). ${epochs !== undefined ? `The last whole checkpoint is after epoch ${epochs}; continue with: morec train --runs-dir ${args['runs-dir']} --name ${name} --resume` : 'No epoch had finished; nothing to resume.'}`,
+        `${sig}: training stopped (${e.message}). ${epochs !== undefined ? `The last whole checkpoint is after epoch ${epochs}; continue with: morec train --runs-dir ${args['runs-dir']} --name ${name} --resume${nprocFlag}` : 'No epoch had finished; nothing to resume.'}`,
         { cause: e },
       );
     }

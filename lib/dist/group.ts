@@ -17,6 +17,8 @@ export interface ProcessGroupOptions {
   timeoutMs?: number;
   /** 'gloo' (CPU tensors; default) or 'nccl' (CUDA builds). */
   backend?: 'gloo' | 'nccl';
+  /** This process's index on its machine (default: rank): a CUDA model of rank r runs on cuda:<localRank>. */
+  localRank?: number;
 }
 
 async function awaitNative<T>(p: () => Promise<T>): Promise<T> {
@@ -32,17 +34,21 @@ export class ProcessGroup {
   readonly native: NativeProcessGroup;
   /** The master, as the ranks reach it (for messages). */
   readonly master: string;
+  /** This process's index on its machine (LOCAL_RANK): the CUDA device its model uses. */
+  readonly localRank: number;
 
-  private constructor(native: NativeProcessGroup, master: string) {
+  private constructor(native: NativeProcessGroup, master: string, localRank: number) {
     this.native = native;
     this.master = master;
+    this.localRank = localRank;
   }
 
   /** Joins the group: resolves once every rank has joined and agreed on WORLD_SIZE (EDIST otherwise). */
   static async connect(options: ProcessGroupOptions): Promise<ProcessGroup> {
     if (typeof options !== 'object' || options === null) throw invalid('an options object', 'options', options);
-    const native = await awaitNative(() => loadAddon().connectProcessGroup({ ...options }));
-    return new ProcessGroup(native, `${options.masterAddr}:${options.masterPort}`);
+    const { localRank, ...native } = options;
+    const group = await awaitNative(() => loadAddon().connectProcessGroup(native));
+    return new ProcessGroup(group, `${options.masterAddr}:${options.masterPort}`, localRank ?? options.rank);
   }
 
   /**
@@ -52,7 +58,7 @@ export class ProcessGroup {
   static async fromEnv(env: NodeJS.ProcessEnv = process.env, options: { timeoutMs?: number; backend?: 'gloo' | 'nccl' } = {}): Promise<ProcessGroup | undefined> {
     const dist = distEnvOf(env);
     if (!dist) return undefined;
-    return ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, ...options });
+    return ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, localRank: dist.localRank, ...options });
   }
 
   get rank(): number {

@@ -130,6 +130,26 @@ EpochResult Trainer::runEpoch(const SequenceData& seqs, const EpochOptions& opti
     throw;
   }
   model_.eval();
+  if (parallel) {
+    // BatchNorm running statistics moved with each rank's own rows: their mean across ranks, so that every rank
+    // evaluates (and rank 0 saves) the same model.
+    std::vector<torch::Tensor> buffers;
+    for (auto& kv : model_.named_buffers())
+      if (kv.value().is_floating_point()) buffers.push_back(kv.value());
+    if (!buffers.empty()) {
+      torch::NoGradGuard noGrad;
+      std::vector<torch::Tensor> parts;
+      for (auto& b : buffers) parts.push_back(b.reshape({-1}));
+      std::vector<torch::Tensor> flat{torch::cat(parts)};
+      group->allreduceSum(flat, "averaging BatchNorm statistics");
+      flat[0].div_(double(opt.worldSize));
+      int64_t offset = 0;
+      for (auto& b : buffers) {
+        b.copy_(flat[0].narrow(0, offset, b.numel()).view(b.sizes()));
+        offset += b.numel();
+      }
+    }
+  }
   result.meanLoss = lossSum / double(std::max<int64_t>(1, result.batches));
   if (parallel) {
     const auto& st = reducer_->stats();
