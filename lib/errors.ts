@@ -29,6 +29,15 @@ export class MorecError extends Error {
   }
 }
 
+/** Awaits a native call's Promise, turning whatever it rejects with into a MorecError. */
+export async function awaitNative<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p();
+  } catch (e) {
+    throw toMorecError(e);
+  }
+}
+
 /** Converts whatever a native call threw into a MorecError (keeping the JS stack of the caller). */
 export function toMorecError(err: unknown): MorecError {
   if (err instanceof MorecError) return err;

@@ -3,7 +3,7 @@
  * All math runs in the native libtorch core; each epoch or evaluation is one async native call.
  */
 import * as os from 'node:os';
-import { invalid, MorecError, toMorecError } from './errors';
+import { awaitNative, invalid, MorecError, toMorecError } from './errors';
 import { CheckpointInfo, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { ItemStore } from './item_store';
 import { ConfigField, ConfigSchema, loadAddon, NamedTensor, NativeImportReport, NativeEpochBatches, NativeEpochOptions, NativeEpochResult, NativeEvalOptions, NativeModel, NativeModelConfig } from './native';
@@ -142,14 +142,6 @@ function checkCreate(config: ModelConfig, options: { items?: ItemStore }): Parti
 function callNative<T>(fn: () => T): T {
   try {
     return fn();
-  } catch (e) {
-    throw toMorecError(e);
-  }
-}
-
-async function awaitNative<T>(p: () => Promise<T>): Promise<T> {
-  try {
-    return await p();
   } catch (e) {
     throw toMorecError(e);
   }

@@ -303,7 +303,9 @@ export interface NativeProcessGroupOptions {
   masterPort: number;
   worldSize: number;
   rank: number;
+  /** Rendezvous and collective timeout (default 300 s: a rank that hangs this long fails the job). */
   timeoutMs?: number;
+  /** 'gloo' (CPU tensors; default) or 'nccl' (CUDA builds). */
   backend?: 'gloo' | 'nccl';
 }
 

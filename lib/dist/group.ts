@@ -4,29 +4,13 @@
  * joined to a group (Model.joinGroup) trains each global batch's rows split across the ranks, with gradients
  * summed across ranks before every optimizer step, and evaluates each rank's share of the users.
  */
-import { invalid, MorecError, toMorecError } from '../errors';
-import { loadAddon, NativeProcessGroup } from '../native';
+import { awaitNative, invalid, MorecError } from '../errors';
+import { loadAddon, NativeProcessGroup, NativeProcessGroupOptions } from '../native';
 import { distEnvOf } from './launch';
 
-export interface ProcessGroupOptions {
-  masterAddr: string;
-  masterPort: number;
-  worldSize: number;
-  rank: number;
-  /** Rendezvous and collective timeout (default 300 s: a rank that hangs this long fails the job). */
-  timeoutMs?: number;
-  /** 'gloo' (CPU tensors; default) or 'nccl' (CUDA builds). */
-  backend?: 'gloo' | 'nccl';
+export interface ProcessGroupOptions extends NativeProcessGroupOptions {
   /** This process's index on its machine (default: rank): a CUDA model of rank r runs on cuda:<localRank>. */
   localRank?: number;
-}
-
-async function awaitNative<T>(p: () => Promise<T>): Promise<T> {
-  try {
-    return await p();
-  } catch (e) {
-    throw toMorecError(e);
-  }
 }
 
 export class ProcessGroup {
