@@ -206,6 +206,7 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
   const lead = !group || group.rank === 0;
   const log = lead ? (options.log ?? (() => {})) : () => {};
   const onLoad = lead ? options.onLoad : undefined;
+  const key = group ? group.scope('run') : '';
   const asUsage = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -221,7 +222,7 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
   let overwrite = mode === 'overwrite';
   if (!lead) {
     // The plan rank 0 made: the config (a resumed run's stored one), and whether the run resumes or was reused.
-    const plan = await group!.share<RunPlan>('run/plan', undefined, DIST_WAIT_MS);
+    const plan = await group!.share<RunPlan>(`${key}/plan`, undefined, DIST_WAIT_MS);
     if (plan.reused) return { runDir, results: plan.reused, how: 'reused' };
     cfg = plan.cfg;
     if (plan.resume) stored = { droppedItems: plan.dropItems } as RunConfigFile;
@@ -236,7 +237,7 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
     if (same && fs.existsSync(path.join(runDir, 'results.json'))) {
       const results = readJson<RunResults>(path.join(runDir, 'results.json'), "the run's results");
       log(`${name}: finished earlier (${runDir}); reusing its results`);
-      if (group) await group.share<RunPlan>('run/plan', { cfg, resume: false, reused: results });
+      if (group) await group.share<RunPlan>(`${key}/plan`, { cfg, resume: false, reused: results });
       return { runDir, results, how: 'reused' };
     }
     if (same && resumable) {
@@ -247,10 +248,10 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
     throw new MorecError('EEXIST', `${runDir} already holds a run (${existing.join(', ')}); pass --resume to continue it or --overwrite to replace it`);
   }
 
-  if (lead && group) await group.share<RunPlan>('run/plan', { cfg, resume: !!stored, ...(stored?.droppedItems ? { dropItems: stored.droppedItems } : {}) });
+  if (lead && group) await group.share<RunPlan>(`${key}/plan`, { cfg, resume: !!stored, ...(stored?.droppedItems ? { dropItems: stored.droppedItems } : {}) });
   // The data set, item inputs and feature caches are prepared by rank 0 first; the other ranks then find them
   // in the cache (nothing is prepared twice at once) and must arrive at the same data.
-  if (group && !lead) await group.share<{ fingerprint: string }>('run/prepared', undefined, DIST_WAIT_MS);
+  if (group && !lead) await group.share<{ fingerprint: string }>(`${key}/prepared`, undefined, DIST_WAIT_MS);
 
   // Everything is validated and prepared before the run folder is touched.
   const prepare = { ...prepareOptionsOf(cfg), strict: options.strict ?? false, onProgress: onLoad };
@@ -281,7 +282,7 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
   for (const line of formatLoadReport(data.report)) log(line);
   const seqs = data.sequences;
   if (group) {
-    const prepared = await group.share('run/prepared', lead ? { fingerprint: data.fingerprint } : undefined);
+    const prepared = await group.share(`${key}/prepared`, lead ? { fingerprint: data.fingerprint } : undefined);
     if (prepared.fingerprint !== data.fingerprint)
       throw new MorecError('EMISMATCH', `${cfg.dataset}: rank ${group.rank} prepared data with fingerprint ${data.fingerprint.slice(0, 12)}… but rank 0 has ${prepared.fingerprint.slice(0, 12)}…; every rank must train on the same data`);
   }
@@ -332,7 +333,7 @@ async function trainRunOn(runDir: string, cfg: TrainConfig, options: RunOptions)
     // Every rank takes rank 0's weights, optimizer state and best weights (fresh, resumed or pretrained), and
     // where the run stands.
     await model.joinGroup(group);
-    state = (await group.share('run/state', lead ? { state: state ?? null } : undefined)).state ?? undefined;
+    state = (await group.share(`${key}/state`, lead ? { state: state ?? null } : undefined)).state ?? undefined;
     log(`data-parallel: ${group.worldSize} processes (${group.backend}), each training 1/${group.worldSize} of every batch of ${cfg.train.batchSize}`);
   }
 

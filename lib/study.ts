@@ -22,6 +22,7 @@ import { onnxFileOf, runEncoderOf } from './features/feature_tower';
 import { writeAtomic } from './io/safetensors';
 import { DataKind, GridValues, paperGrid, ProtocolName, protocolFor } from './protocol';
 import { RunOutcome, RunResults, TrainConfig, trainRun } from './run';
+import { ProcessGroup } from './dist/group';
 
 export interface ModelPreset {
   backbone: 'sasrec' | 'dssm';
@@ -194,6 +195,11 @@ export interface StudyOptions {
   adapterDepths?: number[];
   log?: (line: string) => void;
   signal?: AbortSignal;
+  /**
+   * Data-parallel: every run of the study trains over this process group (every rank calls runStudy with the
+   * same options). Rank 0 alone writes the study folder and logs; it reads each data set first.
+   */
+  group?: ProcessGroup;
 }
 
 export interface ResultRow {
@@ -300,7 +306,9 @@ function datasetLabel(ds: StudyDataset): string {
 }
 
 export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]> {
-  const log = options.log ?? (() => {});
+  const group = options.group && options.group.worldSize > 1 ? options.group : undefined;
+  const lead = !group || group.rank === 0;
+  const log = lead ? (options.log ?? (() => {})) : () => {};
   const seed = options.seed ?? 42;
   const datasets: StudyDataset[] = (options.datasets ?? [options.dataset ?? 'synthetic']).map((d) => (typeof d === 'string' ? { path: d } : d));
   let modelSpecs = options.models ?? Object.keys(MODEL_PRESETS);
@@ -326,22 +334,28 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
   // Every data set is read (or found in the cache) before the study folder is touched: a first look gives its
   // summary, the popularity baseline, and its kind (for the protocol's L).
   const probes = new Map<StudyDataset, { probe: Dataset; kind: DataKind }>();
+  // Data-parallel: rank 0 prepares (and caches) every data set first; the others then read the cache.
+  const key = group ? group.scope('study') : '';
+  if (group && !lead) await group.share(`${key}/probed`, undefined, 24 * 3600 * 1000);
   for (const ds of datasets) {
     const probe = await prepareDataset(ds.path, { minSeqLen: 5, maxLen: options.maxLen ?? 20, ...(ds.warm ? { warm: ds.warm } : {}), synthetic: { seed, scale: options.scale ?? 1 } });
     probes.set(ds, { probe, kind: ds.kind ?? dataKindOf(probe) });
   }
+  if (group && lead) await group.share(`${key}/probed`, true);
   // The study's spec decides whether this folder may be continued.
-  const { log: _l, signal: _s, threads: _t, out: _o, overwrite: _w, ...spec } = options;
+  const { log: _l, signal: _s, threads: _t, out: _o, overwrite: _w, group: _g, ...spec } = options;
   const specFile = path.join(out, 'study.json');
-  if (fs.existsSync(specFile)) {
+  if (lead && fs.existsSync(specFile)) {
     const old = fs.readFileSync(specFile, 'utf8');
     if (old !== JSON.stringify(spec, null, 2) + '\n') {
       if (!options.overwrite) throw new MorecError('EEXIST', `${out} holds a study with another spec (study.json); pass --overwrite to replace it or choose another --out`);
       fs.rmSync(path.join(out, 'cells'), { recursive: true, force: true });
     } else log(`continuing the study in ${out} (finished cells are reused, unfinished ones resumed)`);
   }
-  fs.mkdirSync(out, { recursive: true });
-  writeAtomic(specFile, [Buffer.from(JSON.stringify(spec, null, 2) + '\n')]);
+  if (lead) {
+    fs.mkdirSync(out, { recursive: true });
+    writeAtomic(specFile, [Buffer.from(JSON.stringify(spec, null, 2) + '\n')]);
+  }
 
   const rows: ResultRow[] = [];
   for (const ds of datasets) {
@@ -413,7 +427,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         const cfg = applyCell(base, cell);
         const runDir = path.join(out, 'cells', label, name, cellName(cell));
         log(`${name} on ${label}${cell.length ? ` [${cellName(cell)}]` : ''}: training (early stop on valid HR@10, patience ${cfg.train.patience}${cfg.train.patienceGrowth ? ` or ${cfg.train.patienceGrowth * 100}% of the epochs to the best` : ''}, at most ${cfg.train.epochs} epochs)`);
-        const outcome = await trainRun(runDir, cfg, { mode: 'auto', log, signal: options.signal });
+        const outcome = await trainRun(runDir, cfg, { mode: 'auto', log, signal: options.signal, ...(group ? { group } : {}) });
         gridValues[cellName(cell)] = outcome.results.valid['HR@10'];
         if (!best || outcome.results.valid['HR@10'] > best.outcome.results.valid['HR@10']) best = { outcome, cell };
       }
@@ -446,7 +460,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<ResultRow[]>
         adapterDepth: r.adapterDepth ?? null,
         fusion: r.fusion ?? null,
       });
-      writeAtomic(path.join(out, 'results.json'), [Buffer.from(JSON.stringify(rows, null, 2) + '\n')]);
+      if (lead) writeAtomic(path.join(out, 'results.json'), [Buffer.from(JSON.stringify(rows, null, 2) + '\n')]);
     }
   }
   return rows;

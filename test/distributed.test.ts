@@ -272,3 +272,24 @@ test('a model joined to a group of one process is unchanged (joinGroup is a no-o
   for (const [name, t] of Object.entries(a.parameters())) assert.deepEqual(b.parameters()[name].data, t.data, name);
   group.close();
 });
+
+test('node train.js --nproc 2: the study runs every cell data-parallel; rank 0 alone writes it and prints the table', () => {
+  const trainJs = path.join(__dirname, '..', '..', 'train.js');
+  const out = path.join(work, 'study');
+  const args = [trainJs, '--nproc', '2', '--models', 'sasrec-id,sasrec-text', '--scale', '0.3', '--epochs', '2', '--out', out, '-q'];
+  const first = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(first.status, 0, first.stderr);
+  assert.equal(first.stdout.split('| model | backbone').length - 1, 1, `one table:\n${first.stdout}`);
+  const rows = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+  assert.deepEqual(rows.map((r: { model: string }) => r.model), ['sasrec-id', 'sasrec-text']);
+  for (const r of rows) assert.equal(r.epochs, 2);
+  for (const cell of ['sasrec-id', 'sasrec-text']) {
+    const lines = fs.readFileSync(path.join(out, 'cells', 'synthetic', cell, 'default', 'metrics.jsonl'), 'utf8').trim().split('\n');
+    assert.equal(lines.length, 2, `${cell}: one metrics line per epoch`);
+  }
+  // Rerun: both ranks reuse the finished cells (the plan rank 0 shares) and the same table comes out.
+  const again = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(again.stdout, first.stdout);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).map((r: { 'HR@10': number }) => r['HR@10']), rows.map((r: { 'HR@10': number }) => r['HR@10']));
+});

@@ -19,7 +19,7 @@ import { prepareFeatureTower } from '../features/feature_tower';
 import { exportEncoderFile } from '../onnx/export_file';
 import { serve } from '../serve/http';
 import { ProcessGroup } from '../dist/group';
-import { distEnvOf, launch } from '../dist/launch';
+import { distEnvOf, launch, withoutLaunchFlags } from '../dist/launch';
 
 function dataOptions<T>(y: Argv<T>) {
   return y
@@ -186,22 +186,6 @@ function trainConfigFromArgs(args: Record<string, unknown>): TrainConfig {
 
 /** The command line main() was given (a launcher starts its processes with it). */
 let commandLine: string[] = [];
-
-/** Flags the launcher consumes; its processes get the rest (and their thread share through MOREC_THREADS). */
-const LAUNCH_FLAGS = ['nproc', 'nnodes', 'node-rank', 'master-addr', 'master-port', 'threads'];
-
-function withoutLaunchFlags(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(=.*)?$/.exec(argv[i]);
-    if (m && LAUNCH_FLAGS.includes(m[1])) {
-      if (m[2] === undefined && i + 1 < argv.length && !argv[i + 1].startsWith('--')) i++;
-      continue;
-    }
-    out.push(argv[i]);
-  }
-  return out;
-}
 
 async function train(args: Record<string, unknown>): Promise<void> {
   const resume = args.resume as boolean;

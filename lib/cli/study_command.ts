@@ -7,6 +7,8 @@ import { formatTable, MODEL_PRESETS, runStudy, StudyOptions } from '../study';
 import { didYouMean } from '../validate';
 import { stopOnSignals } from './signals';
 import { writeReport } from '../report/report';
+import { ProcessGroup } from '../dist/group';
+import { distEnvOf, launch, withoutLaunchFlags } from '../dist/launch';
 
 /** Keys a study file may hold (StudyOptions without the runtime-only ones). */
 /** The embedded study's rows (dssm-image too is a preset; it is left out to keep the default study near 5 minutes). */
@@ -46,13 +48,38 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     .option('feature-encoder', { type: 'string', describe: 'two-stage rows: the frozen encoder (an .onnx file, a folder with model.onnx, or anything --text-encoder takes; default: the text rows\' encoder)' })
     .option('adapter-depths', { type: 'string', describe: "two-stage rows: run each once per adapter depth, e.g. 2,6,8,10,12 (the paper's Table 5 series)" })
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'print only the table' })
+    .option('nproc', { type: 'number', default: 1, describe: 'data-parallel: processes on this machine; every run of the study trains over all of them (--threads is split between them)' })
+    .option('nnodes', { type: 'number', default: 1, describe: 'data-parallel: machines in the job (the same command on each, with its own --node-rank)' })
+    .option('node-rank', { type: 'number', default: 0, describe: "data-parallel: this machine's index, 0 .. nnodes-1" })
+    .option('master-addr', { type: 'string', describe: "data-parallel: rank 0's machine as the others reach it (default 127.0.0.1)" })
+    .option('master-port', { type: 'number', describe: "data-parallel: a free TCP port on rank 0's machine (default: any free port, one machine only)" })
+    .option('dist-timeout', { type: 'number', default: 300, describe: 'data-parallel: seconds a rank waits for the others before the job fails' })
     .strict()
     .fail((msg, err) => {
       throw err ?? new MorecError('EUSAGE', msg);
     })
     .help()
     .parseAsync();
-  const log = args.quiet ? undefined : (line: string) => console.log(line);
+  const launched = process.env.MOREC_LAUNCHED === '1';
+  for (const flag of ['nproc', 'nnodes'] as const)
+    if (!Number.isInteger(args[flag]) || args[flag] < 1) throw new MorecError('EUSAGE', `Expected a positive integer for --${flag} but received ${args[flag]}`);
+  if ((args.nproc > 1 || args.nnodes > 1) && !launched) {
+    // This process only launches: each of N processes runs this same study, every run data-parallel over all.
+    const result = await launch({
+      nproc: args.nproc,
+      nnodes: args.nnodes,
+      nodeRank: args['node-rank'],
+      ...(args['master-addr'] ? { masterAddr: args['master-addr'] } : {}),
+      ...(args['master-port'] ? { masterPort: args['master-port'] } : {}),
+      ...(args.threads ? { threads: args.threads } : {}),
+      args: [process.argv[1], ...withoutLaunchFlags(argv)],
+    });
+    return result.code;
+  }
+  const dist = distEnvOf();
+  const group = dist && dist.worldSize > 1 ? await ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, localRank: dist.localRank, timeoutMs: args['dist-timeout'] * 1000 }) : undefined;
+  const lead = !group || group.rank === 0;
+  const log = args.quiet || !lead ? undefined : (line: string) => console.log(line);
   const models = args.models.split(',').map((s) => s.trim()).filter(Boolean);
   if (models.length === 0) throw new MorecError('EUSAGE', `Expected at least one model for --models (${Object.keys(MODEL_PRESETS).join(', ')}) but received '${args.models}'`);
   for (const m of models)
@@ -103,15 +130,17 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
   const stop = stopOnSignals();
   let rows;
   try {
-    rows = await runStudy({ ...spec, out: args.out, overwrite: args.overwrite, threads: args.threads, log, signal: stop.signal });
+    rows = await runStudy({ ...spec, out: args.out, overwrite: args.overwrite, threads: launched ? undefined : args.threads, log, signal: stop.signal, ...(group ? { group } : {}) });
   } catch (e) {
     const sig = stop.received();
-    if (sig && e instanceof MorecError && e.code === 'EABORT')
+    if (sig && e instanceof MorecError && (e.code === 'EABORT' || (group && e.code === 'EDIST')))
       throw new MorecError('EABORT', `${sig}: the study stopped (${e.message}). Run the same command again to continue it: finished runs are reused, the interrupted one resumes from its last whole epoch.`, { cause: e });
     throw e;
   } finally {
     stop.dispose();
+    group?.close();
   }
+  if (!lead) return 0;
   console.log('');
   console.log(formatTable(rows));
   const report = await writeReport(args.out);

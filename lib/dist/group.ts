@@ -45,6 +45,16 @@ export class ProcessGroup {
     return ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, localRank: dist.localRank, ...options });
   }
 
+  private scopes = 0;
+
+  /**
+   * A fresh key prefix for one collective piece of work (a run, a study): every rank calls it in the same order
+   * and gets the same prefix, so keys of a study's second run never meet its first's.
+   */
+  scope(name: string): string {
+    return `${name}/${++this.scopes}`;
+  }
+
   get rank(): number {
     return this.native.rank;
   }

@@ -353,3 +353,20 @@ export function distEnvOf(env: NodeJS.ProcessEnv = process.env): DistEnv | undef
   const masterPort = intVariable(env, 'MASTER_PORT', 1, 65535, `an integer in 1..65535 (WORLD_SIZE=${worldSize})`, single ? 0 : undefined);
   return { rank, worldSize, localRank, masterAddr: addr || '127.0.0.1', masterPort };
 }
+
+/** Flags the launcher consumes; its processes get the rest (and their thread share through MOREC_THREADS). */
+const LAUNCH_FLAGS = ['nproc', 'nnodes', 'node-rank', 'master-addr', 'master-port', 'threads'];
+
+/** A command line without the launcher's flags (`--nproc 2`, `--nproc=2`, ...): what each launched process runs. */
+export function withoutLaunchFlags(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([a-z-]+)(=.*)?$/.exec(argv[i]);
+    if (m && LAUNCH_FLAGS.includes(m[1])) {
+      if (m[2] === undefined && i + 1 < argv.length && !argv[i + 1].startsWith('--')) i++;
+      continue;
+    }
+    out.push(argv[i]);
+  }
+  return out;
+}
