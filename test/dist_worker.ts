@@ -13,6 +13,8 @@ export interface WorkerSpec {
   maxBatches: number;
   batchSize: number;
   gradAccum?: number;
+  /** Text tower: gradient checkpointing (re-entrant backward inside the encoder). */
+  checkpointing?: boolean;
   backbone?: 'sasrec' | 'dssm';
   /** Kill this process (SIGKILL) when this rank reaches batch 2 of epoch 1 (the failure test). */
   dieAtRank?: number;
@@ -43,7 +45,7 @@ async function data(spec: WorkerSpec): Promise<{ seqs: Sequences; config: ModelC
   return {
     seqs: ds.sequences,
     items: text.items,
-    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: { ...(text.text as object), hiddenDropout: 0, attentionDropout: 0 } as ModelConfig['text'] },
+    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: { ...(text.text as object), hiddenDropout: 0, attentionDropout: 0, gradientCheckpointing: !!spec.checkpointing } as ModelConfig['text'] },
   };
 }
 

@@ -155,6 +155,12 @@ test('2 processes train a text MoRec (bert-tiny, end to end) to the weights and 
   const [dp, other] = await twoRanks(spec);
   await compareWith(spec, dp, other);
   assert.ok(Object.keys(dp.params).some((n) => n.includes('encoder')), 'the encoder is among the compared weights');
+  // Gradient checkpointing runs a re-entrant backward inside the encoder: still the same sums, still overlapped.
+  const ckpt = { ...spec, checkpointing: true };
+  const [dpc, otherc] = await twoRanks(ckpt);
+  await compareWith(ckpt, dpc, otherc);
+  const a = dpc.allreduce as { buckets: number; startedInBackward: number };
+  assert.equal(a.startedInBackward, 4 * a.buckets, JSON.stringify(a));
 });
 
 test('image MoRec (BatchNorm): the ranks average their running statistics after each epoch and end bit-identical', async () => {
