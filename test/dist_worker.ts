@@ -26,6 +26,8 @@ export interface WorkerOutput {
   losses: number[];
   ranks: number[];
   allreduce?: unknown;
+  /** Evaluation progress through the item table: items encoded so far (numItems once the table is whole). */
+  tableProgress: number[];
 }
 
 async function data(spec: WorkerSpec): Promise<{ seqs: Sequences; config: ModelConfig; items?: import('../lib').ItemStore }> {
@@ -38,14 +40,14 @@ async function data(spec: WorkerSpec): Promise<{ seqs: Sequences; config: ModelC
     // A ResNet with BatchNorm on random 8x8 images: its running statistics are per-rank state.
     const seqs = chainWorld(160, 40, 6);
     const image = { arch: 'resnet', block: 'basic', depths: [1, 1], width: 4, imageSize: 8 } as ModelConfig['image'];
-    return { seqs, items: randomStore(40, 8, 3), config: { backbone, numItems: 40, d: 16, heads: 2, blocks: 1, maxLen: 8, dropout: 0, seed: 7, threads: 1, itemTower: 'image', image } };
+    return { seqs, items: randomStore(40, 8, 3), config: { backbone, numItems: 40, d: 16, heads: 2, blocks: 1, maxLen: 8, dropout: 0, seed: 7, threads: 1, itemTower: 'image', image: { ...image, encodeBatch: 8 } as ModelConfig['image'] } };
   }
   const ds = await prepareDataset('synthetic', { maxLen: 10, minSeqLen: 5, synthetic: { seed: 3, scale: 0.3 } });
   const text = prepareTextTower(ds, { encoder: 'bert-tiny', maxTokens: 12 });
   return {
     seqs: ds.sequences,
     items: text.items,
-    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: { ...(text.text as object), hiddenDropout: 0, attentionDropout: 0, gradientCheckpointing: !!spec.checkpointing } as ModelConfig['text'] },
+    config: { backbone, numItems: ds.sequences.numItems, numUsers: ds.sequences.users, d: 24, heads: 2, blocks: 1, maxLen: 10, dropout: 0, seed: 7, threads: 1, itemTower: 'text', text: { ...(text.text as object), hiddenDropout: 0, attentionDropout: 0, gradientCheckpointing: !!spec.checkpointing, encodeBatch: 16 } as ModelConfig['text'] },
   };
 }
 
@@ -62,10 +64,11 @@ export async function runWorker(spec: WorkerSpec, group?: ProcessGroup): Promise
     losses.push(r.loss);
     allreduce = r.allreduce;
   }
-  const ranks = Array.from(await model.evaluate(seqs, { split: 'valid' }));
+  const tableProgress: number[] = [];
+  const ranks = Array.from(await model.evaluate(seqs, { split: 'valid' }, (done) => done <= seqs.numItems && tableProgress.push(done)));
   const params: Record<string, number[]> = {};
   for (const [name, t] of Object.entries(model.parameters())) params[name] = Array.from(t.data);
-  return { params, losses, ranks, allreduce };
+  return { params, losses, ranks, allreduce, tableProgress };
 }
 
 if (require.main === module) {

@@ -155,6 +155,13 @@ test('2 processes train a text MoRec (bert-tiny, end to end) to the weights and 
   const [dp, other] = await twoRanks(spec);
   await compareWith(spec, dp, other);
   assert.ok(Object.keys(dp.params).some((n) => n.includes('encoder')), 'the encoder is among the compared weights');
+  // The evaluation's item table was encoded once across the ranks: each encoded about half of it (batches of 16
+  // items, every other batch), then had it whole; and the validation ranks above equal one process's exactly.
+  for (const out of [dp, other]) {
+    const n = out.tableProgress[out.tableProgress.length - 1];
+    const beforeGather = out.tableProgress.filter((d) => d < n);
+    assert.ok(beforeGather.length >= 1 && Math.max(...beforeGather) <= Math.ceil(n / 32) * 16, `table progress ${out.tableProgress}`);
+  }
   // Gradient checkpointing runs a re-entrant backward inside the encoder: still the same sums, still overlapped.
   const ckpt = { ...spec, checkpointing: true };
   const [dpc, otherc] = await twoRanks(ckpt);

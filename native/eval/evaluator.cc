@@ -4,6 +4,7 @@
 #include <random>
 
 #include "../common.h"
+#include "../dist/item_table_shard.h"
 #include "../train/batch_builder.h"
 #include "../train/negative_sampler.h"
 #include "ranker.h"
@@ -16,6 +17,8 @@ std::vector<int32_t> Evaluator::ranks(Recommender& model, const SequenceData& se
   const bool parallel = group && group->size() > 1;
   std::vector<int32_t> out;
   try {
+    // The item table, too, is encoded once across the ranks (each rank its share of the batches).
+    ItemTableShard shard(parallel ? group.get() : nullptr);
     out = localRanks(model, seqs, opt, progress, cancel, parallel ? group->rank() : 0, parallel ? group->size() : 1);
   } catch (...) {
     if (parallel) {
@@ -52,7 +55,10 @@ std::vector<int32_t> Evaluator::localRanks(Recommender& model, const SequenceDat
                        opt.maskRepeatedTarget && seqs.heldOutRepeated(u, opt.holdOut)});
   }
   const int64_t U = int64_t(users.size());
-  if (U == 0) return out;
+  if (U == 0) {
+    if (world > 1) model.itemTower().embedAll();  // the others gather the item table with this rank's share
+    return out;
+  }
   const BatchBuilder builder(seqs, cfg.maxLen, cfg.backbone == "sasrec", model.packed());
   // Users are encoded in order of input length (batches with little padding), then put back in order.
   std::vector<int64_t> order(static_cast<size_t>(U));

@@ -1,6 +1,7 @@
 #include "item_tower.h"
 
 #include "../common.h"
+#include "../dist/item_table_shard.h"
 #include "feature_item_tower.h"
 #include "fusion_item_tower.h"
 #include "id_item_tower.h"
@@ -41,11 +42,22 @@ torch::Tensor ItemTower::tableInBatches(int64_t numItems, int64_t batch, const t
   const int64_t N = numItems;
   auto table = torch::zeros({N + 1, like.size(0)}, like.options());
   auto all = order.defined() ? order : torch::arange(1, N + 1, torch::TensorOptions().dtype(torch::kLong).device(like.device()));
-  for (int64_t b = 0; b < N; b += batch) {
+  // Data-parallel evaluation: this rank's batches only, then the rows of every rank summed (ItemTableShard).
+  ProcessGroup* group = ItemTableShard::current();
+  const int64_t world = group ? group->size() : 1, rank = group ? group->rank() : 0;
+  int64_t done = 0;
+  for (int64_t b = 0, k = 0; b < N; b += batch, ++k) {
+    if (k % world != rank) continue;
     const int64_t n = std::min(batch, N - b);
     auto items = all.narrow(0, b, n);
     table.index_copy_(0, items, encode(items));
-    if (progress) progress(b + n, N);
+    done += n;
+    if (progress) progress(done, N);
+  }
+  if (group) {
+    std::vector<torch::Tensor> t{table};
+    group->allreduceSum(t, "gathering the item table");
+    if (progress) progress(N, N);
   }
   return table;
 }
