@@ -205,7 +205,15 @@ class WorkerPool {
     });
   }
 
-  async close(): Promise<void> {
+  /**
+   * Terminates the workers once no request is in flight. Terminating a worker while ONNX Runtime's run is
+   * pending in it can abort the whole process (onnxruntime-node throws a C++ Napi::Error into the dying
+   * environment: "terminate called after throwing an instance of 'Napi::Error'"), so an aborted extraction
+   * first lets the batches already sent finish (at most one per worker; bounded by drainMs).
+   */
+  async close(drainMs = 60_000): Promise<void> {
+    const until = Date.now() + drainMs;
+    while (this.pending.size > 0 && !this.failure && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers = [];
   }
@@ -382,16 +390,19 @@ export async function extractFeatures(encoderFile: string, inputs: FeatureInputs
           req = { type: 'image', id: id++, items };
         }
         const f = await pool.run(w, req, transfer);
+        if (stopped) return; // another lane failed or was aborted: the file is being closed, nothing more is written
         write(items, f);
         finished += items.length;
         options.onProgress?.(finished, N);
         if (Date.now() - lastFlush > FLUSH_MS) flush();
       }
     };
+    let stopped = false;
     try {
       // Two batches in flight per worker: the next one is queued while the main thread stores the last.
       await Promise.all(Array.from({ length: 2 * workers }, (_, l) => lane(l % workers)));
     } finally {
+      stopped = true; // batches still in flight (the pool lets them finish before closing) are not written
       if (dim) flush(); // what was written stays usable by the next run
     }
     if (!dim) {
