@@ -18,8 +18,7 @@ import { listFeatureCaches } from '../features/extract';
 import { prepareFeatureTower } from '../features/feature_tower';
 import { exportEncoderFile } from '../onnx/export_file';
 import { serve } from '../serve/http';
-import { ProcessGroup } from '../dist/group';
-import { distEnvOf, launch, withoutLaunchFlags } from '../dist/launch';
+import { distributedOptions, launchedByMorec, launchOrJoin } from './distributed';
 
 function dataOptions<T>(y: Argv<T>) {
   return y
@@ -191,30 +190,18 @@ async function train(args: Record<string, unknown>): Promise<void> {
   const resume = args.resume as boolean;
   if (resume && args.overwrite) throw usage('--resume and --overwrite exclude each other');
   if (resume && !args.name) throw usage('--resume needs --name, the run to continue');
-  const launched = process.env.MOREC_LAUNCHED === '1';
-  const nproc = positiveIntFlag(args.nproc, '--nproc');
-  const nnodes = positiveIntFlag(args.nnodes, '--nnodes');
+  const launched = launchedByMorec();
   // A process started by --nproc takes its thread share from MOREC_THREADS, not from --threads (the machine's).
   const cfg = resume ? ({ threads: launched ? undefined : args.threads } as TrainConfig) : trainConfigFromArgs(launched ? { ...args, threads: undefined } : args);
   const name = (args.name as string | undefined) ?? cfg.name ?? `${cfg.model.backbone}-${cfg.model.itemTower ?? 'id'}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   if (name.length === 0 || name.includes('/') || name.includes('\\') || name === '.' || name === '..') throw usage(`Expected a run name without path separators for --name but received '${name}'`);
-  if ((nproc > 1 || nnodes > 1) && !launched) {
-    // This process only launches: N processes run this same command (with the name fixed: a default name
-    // has the time in it) and it waits for them; the first to fail stops the others.
-    const result = await launch({
-      nproc,
-      nnodes,
-      nodeRank: args['node-rank'] as number,
-      ...(args['master-addr'] ? { masterAddr: args['master-addr'] as string } : {}),
-      ...(args['master-port'] ? { masterPort: args['master-port'] as number } : {}),
-      ...(args.threads ? { threads: args.threads as number } : {}),
-      args: [process.argv[1], ...withoutLaunchFlags(commandLine), ...(args.name ? [] : ['--name', name])],
-    });
-    process.exitCode = result.code;
+  // --nproc: this process only launches (the name fixed for all: a default name has the time in it) and waits.
+  const joined = await launchOrJoin(args, commandLine, args.name ? [] : ['--name', name]);
+  if ('exitCode' in joined) {
+    process.exitCode = joined.exitCode;
     return;
   }
-  const dist = distEnvOf();
-  const group = dist && dist.worldSize > 1 ? await ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, localRank: dist.localRank, timeoutMs: (args['dist-timeout'] as number) * 1000, backend: args['dist-backend'] as 'gloo' | 'nccl' }) : undefined;
+  const group = joined.group;
   const lead = !group || group.rank === 0;
   const runDir = path.join(path.resolve(args['runs-dir'] as string), name);
   const bar = new ProgressBar((args.quiet as boolean) || !lead);
@@ -251,11 +238,6 @@ async function train(args: Record<string, unknown>): Promise<void> {
   }
   const r = outcome.results;
   if (lead) console.log(JSON.stringify({ name, 'test HR@10': r.test['HR@10'], 'test NDCG@10': r.test['NDCG@10'], bestEpoch: r.bestEpoch, runDir }));
-}
-
-function positiveIntFlag(v: unknown, flag: string): number {
-  if (!Number.isInteger(v) || (v as number) < 1) throw usage(`Expected a positive integer for ${flag} but received ${String(v)}`);
-  return v as number;
 }
 
 async function evaluate(args: Record<string, unknown>): Promise<void> {
@@ -374,7 +356,7 @@ export async function main(argv: string[]): Promise<void> {
     .scriptName('morec')
     .usage('$0 <command> [options]')
     .command('train', 'train one model to early stop; writes runs/<name>/ (config.json, metrics.jsonl, checkpoint/, results.json)', (y) =>
-      featureFlags(dataOptions(y))
+      distributedOptions(featureFlags(dataOptions(y)))
         .option('config', { type: 'string', describe: 'JSON file with {dataset, maxLen, seed, model: {...}, train: {...}}; overrides flags' })
         .option('name', { type: 'string', describe: 'run name (default: backbone + time)' })
         .option('runs-dir', { type: 'string', default: 'runs', describe: 'parent folder of run folders' })
@@ -406,14 +388,7 @@ export async function main(argv: string[]): Promise<void> {
         .option('patience-growth', { type: 'number', default: 0.25, describe: 'patience grows to this share of the epochs up to the best (0 = fixed patience; measured default, see README "Early stopping")' })
         .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
         .option('resume', { type: 'boolean', default: false, describe: "continue run --name from its last whole checkpoint (its stored config; the final metrics equal an uninterrupted run's)" })
-        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing run of the same --name (refused otherwise)' })
-        .option('nproc', { type: 'number', default: 1, describe: 'data-parallel: processes on this machine, each training its share of every batch (c10d, Gloo on CPU); --threads is split between them' })
-        .option('nnodes', { type: 'number', default: 1, describe: 'data-parallel: machines in the job (run the same command on each, with its own --node-rank)' })
-        .option('node-rank', { type: 'number', default: 0, describe: "data-parallel: this machine's index, 0 .. nnodes-1 (0: rank 0's machine)" })
-        .option('master-addr', { type: 'string', describe: "data-parallel: rank 0's machine as the others reach it (default 127.0.0.1)" })
-        .option('master-port', { type: 'number', describe: "data-parallel: a free TCP port on rank 0's machine (default: any free port, one machine only)" })
-        .option('dist-timeout', { type: 'number', default: 300, describe: 'data-parallel: seconds a rank waits for the others (rendezvous, each collective) before the job fails' })
-        .option('dist-backend', { choices: ['gloo', 'nccl'] as const, default: 'gloo' as const, describe: "data-parallel: c10d backend: gloo (CPU) or nccl (CUDA builds, --device cuda)" }),
+        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing run of the same --name (refused otherwise)' }),
       (a) => train(a),
     )
     .command('eval', 'evaluate a run or checkpoint on a split', (y) =>

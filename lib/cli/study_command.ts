@@ -7,8 +7,7 @@ import { formatTable, MODEL_PRESETS, runStudy, StudyOptions } from '../study';
 import { didYouMean } from '../validate';
 import { stopOnSignals } from './signals';
 import { writeReport } from '../report/report';
-import { ProcessGroup } from '../dist/group';
-import { distEnvOf, launch, withoutLaunchFlags } from '../dist/launch';
+import { distributedOptions, launchedByMorec, launchOrJoin } from './distributed';
 
 /** Keys a study file may hold (StudyOptions without the runtime-only ones). */
 /** The embedded study's rows (dssm-image too is a preset; it is left out to keep the default study near 5 minutes). */
@@ -23,7 +22,7 @@ function parseDepths(text: string): number[] {
 }
 
 export async function studyMain(argv: string[], scriptName = 'node train.js'): Promise<number> {
-  const args = await yargs(argv)
+  const args = await distributedOptions(yargs(argv))
     .scriptName(scriptName)
     .usage(
       '$0 [options]\n\nTrains each model to early stop on validation HR@10, tests the best weights, prints a table and writes results.json.\n' +
@@ -48,36 +47,17 @@ export async function studyMain(argv: string[], scriptName = 'node train.js'): P
     .option('feature-encoder', { type: 'string', describe: 'two-stage rows: the frozen encoder (an .onnx file, a folder with model.onnx, or anything --text-encoder takes; default: the text rows\' encoder)' })
     .option('adapter-depths', { type: 'string', describe: "two-stage rows: run each once per adapter depth, e.g. 2,6,8,10,12 (the paper's Table 5 series)" })
     .option('quiet', { type: 'boolean', default: false, alias: 'q', describe: 'print only the table' })
-    .option('nproc', { type: 'number', default: 1, describe: 'data-parallel: processes on this machine; every run of the study trains over all of them (--threads is split between them)' })
-    .option('nnodes', { type: 'number', default: 1, describe: 'data-parallel: machines in the job (the same command on each, with its own --node-rank)' })
-    .option('node-rank', { type: 'number', default: 0, describe: "data-parallel: this machine's index, 0 .. nnodes-1" })
-    .option('master-addr', { type: 'string', describe: "data-parallel: rank 0's machine as the others reach it (default 127.0.0.1)" })
-    .option('master-port', { type: 'number', describe: "data-parallel: a free TCP port on rank 0's machine (default: any free port, one machine only)" })
-    .option('dist-timeout', { type: 'number', default: 300, describe: 'data-parallel: seconds a rank waits for the others before the job fails' })
     .strict()
     .fail((msg, err) => {
       throw err ?? new MorecError('EUSAGE', msg);
     })
     .help()
     .parseAsync();
-  const launched = process.env.MOREC_LAUNCHED === '1';
-  for (const flag of ['nproc', 'nnodes'] as const)
-    if (!Number.isInteger(args[flag]) || args[flag] < 1) throw new MorecError('EUSAGE', `Expected a positive integer for --${flag} but received ${args[flag]}`);
-  if ((args.nproc > 1 || args.nnodes > 1) && !launched) {
-    // This process only launches: each of N processes runs this same study, every run data-parallel over all.
-    const result = await launch({
-      nproc: args.nproc,
-      nnodes: args.nnodes,
-      nodeRank: args['node-rank'],
-      ...(args['master-addr'] ? { masterAddr: args['master-addr'] } : {}),
-      ...(args['master-port'] ? { masterPort: args['master-port'] } : {}),
-      ...(args.threads ? { threads: args.threads } : {}),
-      args: [process.argv[1], ...withoutLaunchFlags(argv)],
-    });
-    return result.code;
-  }
-  const dist = distEnvOf();
-  const group = dist && dist.worldSize > 1 ? await ProcessGroup.connect({ masterAddr: dist.masterAddr, masterPort: dist.masterPort, worldSize: dist.worldSize, rank: dist.rank, localRank: dist.localRank, timeoutMs: args['dist-timeout'] * 1000 }) : undefined;
+  const launched = launchedByMorec();
+  // --nproc: this process only launches; each of N processes runs this same study, every run over all of them.
+  const joined = await launchOrJoin(args, argv);
+  if ('exitCode' in joined) return joined.exitCode;
+  const group = joined.group;
   const lead = !group || group.rank === 0;
   const log = args.quiet || !lead ? undefined : (line: string) => console.log(line);
   const models = args.models.split(',').map((s) => s.trim()).filter(Boolean);

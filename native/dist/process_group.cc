@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "../common.h"
 
@@ -123,16 +124,19 @@ ProcessGroup::ProcessGroup(const ProcessGroupOptions& options) : options_(option
 
 ProcessGroup::~ProcessGroup() = default;
 
-// Every rank says which WORLD_SIZE it was given; rank 0 waits for all of them, compares, and publishes a
-// verdict the others wait for. A missing rank, a different WORLD_SIZE or a RANK given twice ends here with
-// its name, instead of in Gloo's rendezvous, which would only time out.
+// Every rank says which WORLD_SIZE it was given; rank 0 takes them rank by rank as they arrive, compares, and
+// publishes a verdict that the others wait for and acknowledge (a failing rank 0 waits a moment for the
+// acknowledgements, so the others read the verdict before the store goes away with it). A missing rank, a
+// different WORLD_SIZE or a RANK given twice ends here with its name, instead of in Gloo's rendezvous, which
+// would only time out.
 void ProcessGroup::checkPeers() {
   const std::string me = std::to_string(options_.rank);
+  const std::string world = std::to_string(options_.worldSize);
+  auto& store = *impl_->store;
   int64_t joined = 0;
   try {
-    joined = impl_->store->add("morec/joined/" + me, 1);
-    const std::string world = std::to_string(options_.worldSize);
-    impl_->store->set("morec/world/" + me, std::vector<uint8_t>(world.begin(), world.end()));
+    joined = store.add("morec/joined/" + me, 1);
+    store.set("morec/world/" + me, std::vector<uint8_t>(world.begin(), world.end()));
   } catch (...) {
     throw MorecException("EDIST", where() + ": the rendezvous store failed: " + errorText());
   }
@@ -141,50 +145,50 @@ void ProcessGroup::checkPeers() {
     recordFailure(msg);
     throw MorecException("EDIST", where() + ": " + msg);
   }
-  if (options_.rank == 0) {
-    std::vector<std::string> keys;
-    for (int64_t r = 1; r < options_.worldSize; ++r) keys.push_back("morec/world/" + std::to_string(r));
-    std::string verdict = "ok";
+  if (options_.rank != 0) {
+    std::string verdict;
     try {
-      if (!keys.empty()) impl_->store->wait(keys, options_.timeout);
+      auto v = store.get("morec/verdict");
+      verdict.assign(v.begin(), v.end());
+      // A rank beyond rank 0's WORLD_SIZE is not among those rank 0 checked: it compares for itself.
+      auto w = store.get("morec/world/0");
+      const std::string rank0(w.begin(), w.end());
+      store.add("morec/verdict-read", 1);  // last: a failing rank 0 stops serving the store after this
+      if (verdict == "ok" && rank0 != world) verdict = "WORLD_SIZE differs between ranks: rank 0 has " + rank0 + ", rank " + me + " has " + world;
     } catch (...) {
-      std::string missing;
-      for (int64_t r = 1; r < options_.worldSize; ++r)
-        if (!impl_->store->check({"morec/world/" + std::to_string(r)})) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-      verdict = "the rendezvous timed out after " + seconds(options_.timeout) + ": rank(s) " + missing + " of " +
-                std::to_string(options_.worldSize) + " did not join (are they running, with the same MASTER_ADDR and MASTER_PORT?)";
+      throw MorecException("EDIST", where() + ": waiting for rank 0's check of the ranks failed: " + errorText());
     }
-    if (verdict == "ok") {
-      for (int64_t r = 1; r < options_.worldSize; ++r) {
-        auto v = impl_->store->get("morec/world/" + std::to_string(r));
-        const std::string theirs(v.begin(), v.end());
-        if (theirs != std::to_string(options_.worldSize)) {
-          verdict = "WORLD_SIZE differs between ranks: rank 0 has " + std::to_string(options_.worldSize) + ", rank " +
-                    std::to_string(r) + " has " + theirs;
-          break;
-        }
-      }
-    }
-    impl_->store->set("morec/verdict", std::vector<uint8_t>(verdict.begin(), verdict.end()));
     if (verdict != "ok") throw MorecException("EDIST", where() + ": " + verdict);
     return;
   }
-  std::string verdict;
-  try {
-    auto v = impl_->store->get("morec/world/0");
-    const std::string rank0(v.begin(), v.end());
-    if (rank0 != std::to_string(options_.worldSize)) {
-      const std::string msg = "WORLD_SIZE differs between ranks: rank 0 has " + rank0 + ", rank " + me + " has " + std::to_string(options_.worldSize);
-      throw MorecException("EDIST", where() + ": " + msg);
+  std::string verdict = "ok";
+  int64_t arrived = 0;
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  for (int64_t r = 1; r < options_.worldSize && verdict == "ok"; ++r) {
+    const std::string key = "morec/world/" + std::to_string(r);
+    try {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      store.wait({key}, std::max(left, std::chrono::milliseconds(1)));
+    } catch (...) {
+      std::string missing;
+      for (int64_t q = r; q < options_.worldSize; ++q)
+        if (!store.check({"morec/world/" + std::to_string(q)})) missing += (missing.empty() ? "" : ", ") + std::to_string(q);
+      verdict = "the rendezvous timed out after " + seconds(options_.timeout) + ": rank(s) " + missing + " of " + world +
+                " did not join (are they running, with the same MASTER_ADDR and MASTER_PORT?)";
+      break;
     }
-    auto w = impl_->store->get("morec/verdict");
-    verdict.assign(w.begin(), w.end());
-  } catch (const MorecException&) {
-    throw;
-  } catch (...) {
-    throw MorecException("EDIST", where() + ": waiting for rank 0's check of the ranks failed: " + errorText());
+    ++arrived;
+    auto v = store.get(key);
+    const std::string theirs(v.begin(), v.end());
+    if (theirs != world) verdict = "WORLD_SIZE differs between ranks: rank 0 has " + world + ", rank " + std::to_string(r) + " has " + theirs;
   }
-  if (verdict != "ok") throw MorecException("EDIST", where() + ": " + verdict);
+  store.set("morec/verdict", std::vector<uint8_t>(verdict.begin(), verdict.end()));
+  if (verdict == "ok") return;
+  // Let the ranks that joined read the verdict before this rank (the store's server) stops.
+  const auto ackDeadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(options_.timeout, std::chrono::milliseconds(5000));
+  while (store.add("morec/verdict-read", 0) < arrived && std::chrono::steady_clock::now() < ackDeadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  throw MorecException("EDIST", where() + ": " + verdict);
 }
 
 void ProcessGroup::recordFailure(const std::string& message) noexcept {
